@@ -1,0 +1,1 @@
+"""Evals: reasoning tasks, metrics with honest statistics, comparisons, reports."""

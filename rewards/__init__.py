@@ -1,0 +1,1 @@
+"""Reward functions: API, built-ins (math_answer, format rules, legal_terms), safe execution."""
