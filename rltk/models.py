@@ -227,7 +227,36 @@ def resolve_source(spec: str) -> str:
             f"unknown model {spec!r}: not an alias ({', '.join(ALIASES)}), not an existing folder or .gguf file, "
             "and not a hub id of the form org/name"
         )
+    if not _in_hub_cache(spec) and not _hub_reachable():
+        raise UserError(
+            f"model {spec!r} looks like a hub id, but it is not in the local HF cache and the hub cannot be "
+            "reached (offline or HF_HUB_OFFLINE=1); tried: alias, local path, .gguf file, hub cache, hub"
+        )
     return spec  # a hub id: transformers resolves it (from its cache when offline)
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # malformed id: let the hub path report it
+        return False
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect instead of transformers' minute of retries when the machine is offline."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    host, _, port = endpoint.partition(":")
+    try:
+        with socket.create_connection((host, int(port or 443)), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 # ----------------------------------------------------------------------------- loading
