@@ -106,11 +106,12 @@ def _actor_errors() -> tuple[type[BaseException], ...]:
 # ----------------------------------------------------------------------------- the actor class
 
 
-def _ray_worker_class() -> type:
-    """``RolloutWorker`` plus ``where()``: the actor reports its pid and node (for events, tests and the kill test)."""
-    from rltk.rollouts import RolloutWorker
+def _ray_worker_class(base: type | None = None) -> type:
+    """``RolloutWorker`` (or ``base``) plus ``where()``: the actor reports its pid and node (for events and tests)."""
+    if base is None:
+        from rltk.rollouts import RolloutWorker as base
 
-    class RayRolloutWorker(RolloutWorker):
+    class RayRolloutWorker(base):  # type: ignore[misc, valid-type]
         def where(self) -> dict[str, Any]:
             import ray
 
@@ -156,7 +157,7 @@ class RayRollouts:
     """``workers`` RolloutWorker actors in a placement group; see the module docstring for the flow."""
 
     def __init__(self, cfg: "DistributedConfig", model: "ModelConfig", sampling: "SamplingConfig", seed: int = 0,
-                 init_adapter: str | None = None, placement: str = "PACK"):
+                 init_adapter: str | None = None, placement: str = "PACK", worker_cls: type | None = None):
         import ray
         from ray.util.placement_group import placement_group, remove_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -195,7 +196,7 @@ class RayRollouts:
                     ) from None
                 strategy_for = [PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=i)
                                 for i in range(self.n)]
-            actor_cls = ray.remote(_ray_worker_class())
+            actor_cls = ray.remote(_ray_worker_class(worker_cls))
             for i in range(self.n):
                 opts: dict[str, Any] = dict(num_cpus=cfg.num_cpus_per_worker, num_gpus=cfg.num_gpus_per_worker,
                                             max_restarts=cfg.max_restarts, max_task_retries=0)
@@ -214,6 +215,7 @@ class RayRollouts:
         self._state_ref: Any = None  # latest synced LoRA tensors in the object store
         self._loaded = [0] * self.n  # adapter version each actor is known to hold
         self._restarts = [0] * self.n
+        self._inflight: list[RolloutHandle] = []  # submitted, not yet collected
 
     # ------------------------------------------------------------------ protocol
 
@@ -228,6 +230,7 @@ class RayRollouts:
             share = handle.requests[start:end]
             s = shard_seed(seed, start)
             handle.shares.append(_Share(slot, start, share, s, self._actors[slot].generate.remote(share, s)))
+        self._inflight.append(handle)
         return handle
 
     def collect(self, handle: RolloutHandle) -> list["RolloutGroup"]:
@@ -250,7 +253,7 @@ class RayRollouts:
             try:
                 groups = ray.get(ready[0])
             except errors as e:
-                self._recover(share.slot, e, handle.version, handle.state_ref, what=f"{len(share.requests)} prompts")
+                self._recover(share.slot, e, handle.version, handle.state_ref, what=f"the rollout of {len(share.requests)} prompt(s)")
                 share.ref = self._actors[share.slot].generate.remote(share.requests, share.seed)
                 pending[share.ref] = k
                 continue
@@ -258,6 +261,7 @@ class RayRollouts:
             results[k] = groups
         out = [g for part in results for g in part]  # type: ignore[union-attr]
         check_groups(out, handle.requests, "Ray rollouts")
+        self._inflight = [h for h in self._inflight if h is not handle]
         return out
 
     def sync(self, state: dict[str, "torch.Tensor"], version: int) -> dict[str, float]:
@@ -265,9 +269,11 @@ class RayRollouts:
         import ray
 
         errors = _actor_errors()
-        # In pipelined mode the actors may still be generating the next step with the old adapter; the load queues
-        # behind that generation on each actor. Wait for it first so sync_seconds measures the sync alone.
-        busy = [r for r in getattr(self, "_inflight_refs", lambda: [])()]
+        # Pipelined: the actors may still be generating the next step with the old adapter, and the load queues
+        # behind that generation on each actor. Wait for it first (reported as sync_wait_seconds) so that
+        # sync_seconds measures the sync alone.
+        t_wait = time.perf_counter()
+        busy = [r for h in self._inflight for r in h.refs]
         if busy:
             ray.wait(busy, num_returns=len(busy), fetch_local=False)
         t0 = time.perf_counter()
@@ -281,7 +287,7 @@ class RayRollouts:
                 self._recover(slot, e, version, ref, what="an adapter sync")
             self._loaded[slot] = version
         seconds = time.perf_counter() - t0
-        return {"sync_bytes": float(state_nbytes(state)), "sync_seconds": seconds}
+        return {"sync_bytes": float(state_nbytes(state)), "sync_seconds": seconds, "sync_wait_seconds": t0 - t_wait}
 
     def events(self) -> list[str]:
         out, self._events = self._events, []
@@ -386,6 +392,89 @@ def _fmt_resources(res: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in sorted(keep.items())) or "nothing"
 
 
+# ----------------------------------------------------------------------------- rewards as Ray tasks
+
+REWARD_TASK_CPUS = 0.5  # rewards are light; a fraction keeps them schedulable beside the rollout workers
+
+
+def _score_share(reward_args: tuple, completions: list, columns: dict[str, Any]) -> Any:
+    """Ray task body: score one share with a RewardSet built from the same specs (same time limits, same sandbox)."""
+    from rewards import RewardSet
+
+    specs, timeout_s, fallback, processes = reward_args
+    return RewardSet(specs, timeout_s=timeout_s, fallback=fallback, processes=processes).score(completions, **columns)
+
+
+def merge_scores(parts: Sequence[Any], offsets: Sequence[int]) -> Any:
+    """Join the RewardScores of contiguous shares (starting at ``offsets``) into one, as if scored at once.
+
+    Totals and components concatenate, failures add up, seconds are the slowest share's (the shares ran in
+    parallel), error messages keep their sample numbers relative to the whole batch.
+    """
+    import re
+
+    from rewards import RewardScores
+
+    first = parts[0]
+    labels = list(first.components)
+    errors: dict[str, list[str]] = {k: [] for k in labels}
+    for part, off in zip(parts, offsets):
+        for k in labels:
+            errors[k] += [re.sub(r"^sample (\d+):", lambda m: f"sample {int(m.group(1)) + off}:", e)
+                          for e in part.errors.get(k, [])]
+    return RewardScores(
+        total=[t for p in parts for t in p.total],
+        components={k: [v for p in parts for v in p.components[k]] for k in labels},
+        failures={k: sum(p.failures[k] for p in parts) for k in labels},
+        seconds={k: max(p.seconds[k] for p in parts) for k in labels},
+        errors=errors,
+    )
+
+
+class RayRewardSet:
+    """A ``RewardSet`` whose ``score`` runs as parallel Ray tasks, one per contiguous share of the completions.
+
+    Each task scores its share with a RewardSet built from the same specs, so every sample keeps the same
+    time limit, fallback and sandbox as in-process scoring, and the result is the same ``RewardScores``.
+    Built here as well, to validate the specs and answer ``labels`` / ``required_columns`` / ``check_columns``.
+    """
+
+    def __init__(self, specs: Sequence[Any], timeout_s: float = 5.0, fallback: float | None = None,
+                 processes: int = 0, shares: int = 2):
+        import ray
+
+        from rewards import RewardSet
+
+        if not ray.is_initialized():
+            raise RuntimeError("RayRewardSet needs Ray running (create the Ray rollout backend first)")
+        self.local = RewardSet(specs, timeout_s=timeout_s, fallback=fallback, processes=processes)
+        self.labels = self.local.labels
+        self.shares = max(1, int(shares))
+        self._args = (list(specs), timeout_s, fallback, processes)
+        self._task = ray.remote(num_cpus=REWARD_TASK_CPUS, max_retries=1)(_score_share)
+
+    def required_columns(self) -> set[str]:
+        return self.local.required_columns()
+
+    def check_columns(self, columns: Any, where: str) -> None:
+        self.local.check_columns(columns, where)
+
+    def score(self, completions: list, **columns: Any) -> Any:
+        import ray
+
+        n = len(completions)
+        self.local.check_columns(columns, "score")  # before any task starts
+        shares = split_contiguous(n, self.shares)
+        if len(shares) <= 1:
+            return self.local.score(completions, **columns)
+        args_ref = ray.put(self._args)
+        refs = []
+        for a, b in shares:
+            cols = {k: (v[a:b] if isinstance(v, (list, tuple)) and len(v) == n else v) for k, v in columns.items()}
+            refs.append(self._task.remote(args_ref, list(completions[a:b]), cols))
+        return merge_scores(ray.get(refs), [a for a, _ in shares])
+
+
 # ----------------------------------------------------------------------------- factory
 
 
@@ -402,8 +491,7 @@ def make_backend(cfg: "DistributedConfig", model: "ModelConfig", sampling: "Samp
         from rltk.rollouts import RolloutWorker
 
         return LocalRollouts(RolloutWorker(model, sampling, seed=seed, init_adapter=init_adapter, policy=policy))
-    return RayRollouts(cfg, model, sampling, seed=seed, init_adapter=init_adapter,
-                       placement=getattr(cfg, "placement", "PACK"))
+    return RayRollouts(cfg, model, sampling, seed=seed, init_adapter=init_adapter, placement=cfg.placement)
 
 
-__all__ = ["RayRollouts", "RolloutHandle", "check_groups", "make_backend", "shard_seed", "split_contiguous", "state_nbytes"]
+__all__ = ["RayRewardSet", "RayRollouts", "merge_scores", "RolloutHandle", "check_groups", "make_backend", "shard_seed", "split_contiguous", "state_nbytes"]

@@ -33,8 +33,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -52,6 +53,7 @@ class RaySession:
     address: str  # the GCS address ("127.0.0.1:PORT" for a local instance)
     local: bool  # a private instance started here (True) or a cluster joined / reused (False)
     owned: bool  # this session called ray.init, so close() calls ray.shutdown()
+    saved_env: dict[str, str | None] = field(default_factory=dict)  # environment to put back on close
 
     def close(self) -> None:
         import ray
@@ -59,6 +61,16 @@ class RaySession:
         if self.owned and ray.is_initialized():
             ray.shutdown()
         self.owned = False
+        for key, value in self.saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if LOOPBACK_ENV in self.saved_env and "ray" in sys.modules:
+            from ray._private import ray_constants
+
+            ray_constants.ENABLE_RAY_CLUSTER = os.environ.get(LOOPBACK_ENV, "1").lower() not in ("0", "false")
+        self.saved_env = {}
 
 
 def default_token_path() -> Path:
@@ -74,13 +86,15 @@ def auth_mode_for_join(env: Mapping[str, str]) -> str | None:
     return "token" if has_token else None
 
 
-def _bind_loopback() -> None:
+def _bind_loopback() -> dict[str, str | None]:
     """Make this process and every Ray process it starts use 127.0.0.1 (see the module docstring)."""
+    saved = {LOOPBACK_ENV: os.environ.get(LOOPBACK_ENV)}
     os.environ[LOOPBACK_ENV] = "0"  # inherited by gcs_server, raylet and every worker
     if "ray" in sys.modules:  # ray read the variable at import time; tell this process too
         from ray._private import ray_constants
 
         ray_constants.ENABLE_RAY_CLUSTER = False
+    return saved
 
 
 def connect(address: str | None = None, num_cpus: float | None = None, num_gpus: float | None = None,
@@ -97,26 +111,48 @@ def connect(address: str | None = None, num_cpus: float | None = None, num_gpus:
     join = address or os.environ.get("RAY_ADDRESS")
     level = logging.WARNING if quiet else logging.INFO
     if not join:
-        _bind_loopback()
+        saved = _bind_loopback()
         kwargs: dict = {"num_cpus": int(math.ceil(num_cpus))} if num_cpus is not None else {}
         if num_gpus is not None:
             kwargs["num_gpus"] = int(math.ceil(num_gpus))
-        ray.init(address="local", include_dashboard=False, log_to_driver=not quiet, logging_level=level,
-                 configure_logging=True, **kwargs)
-        return RaySession(address=_gcs_address(ray.get_runtime_context()), local=True, owned=True)
+        try:
+            ray.init(address="local", include_dashboard=False, log_to_driver=not quiet, logging_level=level,
+                     configure_logging=True, **kwargs)
+        except BaseException:
+            RaySession("", local=True, owned=False, saved_env=saved).close()
+            raise
+        return RaySession(address=_gcs_address(ray.get_runtime_context()), local=True, owned=True, saved_env=saved)
+    _probe(join)
     mode = auth_mode_for_join(os.environ)
+    saved = {}
     if mode is not None:
+        saved[AUTH_MODE_ENV] = os.environ.get(AUTH_MODE_ENV)
         os.environ[AUTH_MODE_ENV] = mode
     try:
         ray.init(address=join, log_to_driver=not quiet, logging_level=level)
     except Exception as e:  # ConnectionError, AuthenticationError, ValueError for a malformed address...
+        RaySession("", local=False, owned=False, saved_env=saved).close()
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(
             f"cannot join the Ray cluster at {join!r}: {first} "
             f"(is `ray start --head` running there, and does this machine have the cluster's token in "
             f"~/.ray/auth_token or RAY_AUTH_TOKEN, with {AUTH_MODE_ENV}=token?)"
         ) from e
-    return RaySession(address=_gcs_address(ray.get_runtime_context()), local=False, owned=True)
+    return RaySession(address=_gcs_address(ray.get_runtime_context()), local=False, owned=True, saved_env=saved)
+
+
+def _probe(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast with a clear message when nothing listens at ``HOST:PORT`` (ray.init would retry for minutes)."""
+    if address == "auto" or "://" in address:
+        return  # "auto" reads the local node's address file; ray:// is Ray Client, which reports its own errors
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UserError(f"Ray address {address!r} must be 'auto' or HOST:PORT (e.g. 10.0.0.1:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise UserError(f"cannot join the Ray cluster at {address!r}: nothing answers there ({e.strerror or e}); "
+                        "start it with `ray start --head --port PORT` or check the address") from None
 
 
 def _gcs_address(ctx) -> str:

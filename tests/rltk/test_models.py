@@ -134,3 +134,33 @@ def test_gguf_conversion_is_atomic(monkeypatch, tmp_path):
     assert not any(p.name.count(".tmp-") for p in folder.parent.iterdir())
     assert "Paris" in _generate(load_policy("smollm2-135m", quant="none"), "What is the capital of France?", n=16)
     _ = os, Path
+
+
+@pytest.mark.parametrize("quant", ["none", "nf4"])
+def test_dense_sampler_matches_policy_and_follows_lora_updates(quant):
+    from rltk.models import DenseSampler
+
+    pol = load_policy(models.TINY_SPEC, quant=quant, lora=LoraSettings(r=4))
+    ids = torch.randint(4, 90, (2, 10))
+
+    def perturb(seed):
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for n, p in pol.model.named_parameters():
+                if "lora_" in n:
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+
+    perturb(0)
+    with torch.no_grad():
+        pol.model(input_ids=ids)  # bitsandbytes repacks 4-bit weights for the CPU on the first forward
+    sampler = DenseSampler(pol.model)
+    tol = 1e-5 if quant == "none" else 2e-2  # the 4-bit policy computes in bf16
+    for seed in (1, 2):
+        perturb(seed)
+        sampler.refresh()
+        with torch.no_grad():
+            want, got = pol.model(input_ids=ids).logits, sampler.model(input_ids=ids).logits
+        assert (want - got).abs().max().item() < tol
+        with torch.no_grad(), pol.model.disable_adapter():
+            base = pol.model(input_ids=ids).logits
+        assert (base - got).abs().max().item() > 10 * tol  # the adapters really moved the sampler

@@ -1,0 +1,166 @@
+"""Checkpoints: everything a run needs to continue exactly where it stopped, written atomically.
+
+A checkpoint is a folder ``RUN_DIR/checkpoints/step-000010/`` with
+
+* ``adapter/`` — the LoRA adapter in peft format (``PeftModel.from_pretrained``-loadable);
+* ``state.pt`` — optimizer state, adapter version, step, data cursor, RNG states (python, numpy,
+  torch), and whatever else the caller puts in ``extra``;
+* copies of the run's ``metrics.jsonl`` / ``samples.jsonl`` as they were at that step, so a
+  resumed run's logs hold no line from the steps it redoes.
+
+It is written to a temporary folder beside it and renamed into place, so a run killed while
+saving leaves the previous checkpoint intact and at worst a ``.tmp-*`` folder that is ignored
+(and cleaned up by the next save). Only the last ``keep`` checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rltk.errors import UserError
+
+STEP_DIR = re.compile(r"^step-(\d{6,})$")
+LOG_FILES = ("metrics.jsonl", "samples.jsonl")
+
+
+def capture_rng() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    step: int  # steps completed
+    cursor: int  # data stream position of the next prompt
+    learner: dict[str, Any]  # Learner.state_dict()
+    rng: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / "adapter"
+
+
+def checkpoint_root(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary folders of an interrupted save are skipped)."""
+    root = checkpoint_root(run_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := STEP_DIR.match(p.name))
+             and (p / "state.pt").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(run_dir: str | Path, step: int, model: Any, learner_state: dict[str, Any], cursor: int,
+                    keep: int = 3, extra: dict[str, Any] | None = None) -> Path:
+    """Write checkpoint ``step`` atomically; keep the newest ``keep`` (0 = all)."""
+    root = checkpoint_root(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".tmp-*"):  # left by a run killed while saving
+        shutil.rmtree(stale, ignore_errors=True)
+    final = root / f"step-{step:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
+    try:
+        model.save_pretrained(str(tmp / "adapter"))
+        torch.save({"step": step, "cursor": cursor, "learner": learner_state, "rng": capture_rng(),
+                    "extra": extra or {}}, tmp / "state.pt")
+        for name in LOG_FILES:
+            src = Path(run_dir) / name
+            if src.is_file():
+                shutil.copy2(src, tmp / name)
+        _fsync_tree(tmp)
+        if final.exists():  # the same step saved again (a resumed run): swap, then drop the old one
+            old = root / f".tmp-old-{final.name}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if keep > 0:
+        for old in list_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _fsync_tree(folder: Path) -> None:
+    for p in folder.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    p = Path(path)
+    if not (p / "state.pt").is_file():
+        raise UserError(f"{path} is not a checkpoint (no state.pt)")
+    state = torch.load(p / "state.pt", weights_only=False)
+    return Checkpoint(p, int(state["step"]), int(state["cursor"]), state["learner"], state["rng"], state.get("extra", {}))
+
+
+def latest_checkpoint(run_dir: str | Path) -> Checkpoint:
+    """The newest complete checkpoint of ``run_dir``; UserError when there is none."""
+    if not Path(run_dir).is_dir():
+        raise UserError(f"--resume: run folder {run_dir} does not exist")
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise UserError(f"--resume: {run_dir} has no complete checkpoint under checkpoints/ (nothing to resume)")
+    return load_checkpoint(found[-1])
+
+
+def load_adapter_into(model: Any, adapter_dir: str | Path) -> None:
+    """Load a saved peft adapter's tensors into ``model``'s (same-shaped) LoRA parameters."""
+    from peft.utils import load_peft_weights
+
+    from rltk.models import load_trainable_state
+
+    load_trainable_state(model, load_peft_weights(str(adapter_dir), device="cpu"))
+
+
+def restore_logs(ckpt: Checkpoint, run_dir: str | Path) -> None:
+    """Put the run's log files back as they were at the checkpoint (drops lines of the redone steps)."""
+    for name in LOG_FILES:
+        src, dst = ckpt.path / name, Path(run_dir) / name
+        if src.is_file():
+            shutil.copy2(src, dst)
+        elif dst.exists():
+            dst.unlink()
+
+
+__all__ = [
+    "Checkpoint",
+    "capture_rng",
+    "checkpoint_root",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_adapter_into",
+    "load_checkpoint",
+    "restore_logs",
+    "restore_rng",
+    "save_checkpoint",
+]

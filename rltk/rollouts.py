@@ -1,0 +1,348 @@
+"""Rollouts: ``G`` sampled completions per prompt, with the sampling policy's per-token log-probs.
+
+The sampler never computes a loss; it only turns :class:`PromptRequest` s into
+:class:`RolloutGroup` s (the one typed object that crosses a process boundary, see
+``rltk.distributed``).
+
+How one batch is sampled (:func:`sample_completions`):
+
+* the ``B`` prompts are encoded once (one prefill of ``[B, P]``) and the KV cache is repeated
+  ``G`` times, so a group's shared prompt is never encoded ``G`` times;
+* each decoding step runs the model on the live rows only: a row that emits EOS leaves the
+  batch and its cache rows are dropped, so a batch costs what its rows need;
+* logits are processed exactly as they are sampled: ``/ temperature``, top-k, top-p, then
+  ``log_softmax``; the stored log-prob of a token is its log-prob under *that* distribution
+  (the distribution actually sampled, not the raw logits);
+* it runs in eval mode, without gradients, under ``rltk.models.autocast`` (bf16 on CPU and
+  recent GPUs), with the learner's model shared in-process (no copy).
+
+>>> from rltk.models import tiny_policy
+>>> worker = RolloutWorker(None, SamplingConfig(group_size=2, max_new_tokens=5), policy=tiny_policy())
+>>> [g] = worker.generate([PromptRequest(0, {"q": "x"}, [{"role": "user", "content": "hi"}])], seed=0)
+>>> len(g.completion_ids), all(len(c) == len(l) for c, l in zip(g.completion_ids, g.logprobs))
+(2, True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from rltk.errors import UserError
+from rltk.models import ModelConfig, Policy, autocast, load_trainable_state, policy_from_config
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """The ``sampling:`` section: how completions are drawn."""
+
+    group_size: int = 8  # G completions per prompt
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    batch_sequences: int = 256  # at most this many sequences (prompts x G) decoded together
+    merge_lora: bool = True  # fold LoRA into an unquantized base while sampling (faster; exact up to fp32 rounding)
+
+    def __post_init__(self) -> None:
+        if self.group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {self.group_size}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 for sampling, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.batch_sequences < 1:
+            raise ValueError(f"batch_sequences must be >= 1, got {self.batch_sequences}")
+
+
+@dataclass
+class PromptRequest:
+    """Driver → worker: one prompt to sample a group for."""
+
+    index: int  # position of the prompt in the run's data stream; unique within a run
+    row: dict[str, Any]  # the dataset row (columns the rewards need)
+    messages: list[dict[str, str]]  # chat prompt (rendered with the tokenizer's chat template by the worker)
+
+
+@dataclass
+class RolloutGroup:
+    """Worker → driver: the ``G`` completions of one prompt."""
+
+    index: int  # == PromptRequest.index
+    row: dict[str, Any]
+    prompt_ids: list[int]
+    completion_ids: list[list[int]]  # G lists, unpadded, EOS included when generated
+    logprobs: list[list[float]]  # sampling policy's log-prob of each completion token (same lengths)
+    texts: list[str]  # decoded completions, special tokens skipped
+    truncated: list[bool]  # stopped by max_new_tokens, no EOS
+    policy_version: int  # adapter version that sampled this group
+    worker_id: str = ""
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(c) for c in self.completion_ids)
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Log-probs ``[b, V]`` of the distribution actually sampled: logits / T, then top-k, then top-p
+    (the smallest set of most likely tokens whose probability reaches ``top_p``); filtered tokens get -inf.
+
+    >>> lp = process_logits(torch.log(torch.tensor([[0.5, 0.3, 0.2]])), 1.0, top_p=0.7)
+    >>> [round(x, 3) for x in lp.exp()[0].tolist()]
+    [0.625, 0.375, 0.0]
+    """
+    logits = logits.float() / temperature  # [b, V]
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # [b, 1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # [b, V]
+        sorted_p = sorted_logits.softmax(dim=-1)
+        drop_sorted = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # mass before this token already reaches top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)  # [b, V]
+        logits = logits.masked_fill(drop, float("-inf"))
+    return torch.log_softmax(logits, dim=-1)  # [b, V]
+
+
+def eos_token_ids(policy: Policy) -> list[int]:
+    tok, model = policy.tokenizer, _hf_model(policy.model)
+    ids: set[int] = set()
+    for src in (getattr(model.generation_config, "eos_token_id", None), tok.eos_token_id):
+        if src is not None:
+            ids.update([src] if isinstance(src, int) else list(src))
+    if not ids:
+        raise UserError(f"model {policy.spec!r} has no EOS token; sampling would never stop")
+    return sorted(ids)
+
+
+def encode_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Chat messages → token ids with the tokenizer's chat template and the generation prompt."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError("the tokenizer has no chat template; prompts are chat messages")
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _cache_kwarg(hf_model: Any) -> str:
+    # transformers >= 5.3x names the KV cache argument `cache` (`past_key_values` is deprecated)
+    return "cache" if "cache" in inspect.signature(hf_model.forward).parameters else "past_key_values"
+
+
+def _hf_model(model: Any) -> Any:
+    # peft injects the LoRA layers in place: calling the wrapped transformers model applies them
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+@dataclass
+class Sampled:
+    ids: list[int]
+    logprobs: list[float]
+    truncated: bool
+
+
+@torch.inference_mode()
+def sample_completions(
+    policy: Policy,
+    prompt_ids: Sequence[list[int]],
+    sampling: SamplingConfig,
+    generator: torch.Generator,
+    eos_ids: Sequence[int],
+) -> list[list[Sampled]]:
+    """``G = sampling.group_size`` completions per prompt, in one batch; per prompt, per sample."""
+    from transformers import DynamicCache
+
+    model = _hf_model(policy.model)
+    dev = policy.device
+    g = sampling.group_size
+    pad = policy.tokenizer.pad_token_id if policy.tokenizer.pad_token_id is not None else eos_ids[0]
+    width = max(len(p) for p in prompt_ids)
+    input_ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompt_ids], device=dev)  # [B, P]
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=dev)  # [B, P]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, P] left padding: real tokens count from 0
+    eos = torch.tensor(list(eos_ids), device=dev)
+    cache = DynamicCache(config=model.config)
+    ck = _cache_kwarg(model)
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                **{ck: cache})
+    logits = out.logits[:, -1, :]  # [B, V]
+    if g > 1:  # the G samples of a prompt share its prefill
+        cache.batch_repeat_interleave(g)
+        logits = logits.repeat_interleave(g, dim=0)  # [B*G, V]
+        mask = mask.repeat_interleave(g, dim=0)  # [B*G, P]
+    rows = len(prompt_ids) * g
+    alive = torch.arange(rows, device=dev)  # [b] original row of each live row
+    next_pos = mask.sum(-1)  # [b] position of the next token
+    ids: list[list[int]] = [[] for _ in range(rows)]
+    lps: list[list[float]] = [[] for _ in range(rows)]
+    stopped = [False] * rows
+    for step in range(sampling.max_new_tokens):
+        logp = process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p)  # [b, V]
+        nxt = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)  # [b]
+        nxt_lp = logp.gather(-1, nxt[:, None]).squeeze(-1)  # [b]
+        stop = torch.isin(nxt, eos)  # [b]
+        for r, t, lp, s in zip(alive.tolist(), nxt.tolist(), nxt_lp.tolist(), stop.tolist()):
+            ids[r].append(t)
+            lps[r].append(lp)
+            stopped[r] = s
+        if step == sampling.max_new_tokens - 1:
+            break
+        keep = ~stop  # [b]
+        if not bool(keep.any()):
+            break
+        if not bool(keep.all()):  # finished rows leave the batch and the cache
+            idx = keep.nonzero().squeeze(-1)
+            cache.batch_select_indices(idx)
+            alive, nxt, mask, next_pos = alive[idx], nxt[idx], mask[idx], next_pos[idx]
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)  # [b, P+t+1]
+        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None], use_cache=True,
+                    **{ck: cache})
+        logits = out.logits[:, -1, :]  # [b, V]
+        next_pos = next_pos + 1
+    return [[Sampled(ids[p * g + j], lps[p * g + j], not stopped[p * g + j]) for j in range(g)]
+            for p in range(len(prompt_ids))]
+
+
+# ----------------------------------------------------------------------------- sampling mode
+
+
+def _lora_layers(model: Any) -> list[Any]:
+    from peft.tuners.lora import LoraLayer
+
+    return [m for m in model.modules() if isinstance(m, LoraLayer)]
+
+
+def can_merge_lora(policy: Policy) -> bool:
+    """Merging is exact enough (fp32 add, then subtract) only on an unquantized base; a 4-bit base
+    would be re-quantized, which loses the adapter's small updates."""
+    return policy.quant == "none" and bool(_lora_layers(policy.model))
+
+
+@contextlib.contextmanager
+def sampling_mode(policy: Policy, merge_lora: bool = True) -> Iterator[None]:
+    """Eval mode + autocast; with ``merge_lora`` (unquantized base) LoRA is folded into the base weights
+    for the duration and unfolded after, which saves the adapters' extra matmuls at every decoding step.
+
+    Unmerging subtracts what merging added, so the base weights come back to within fp32 rounding
+    (~1e-7 relative), and the adapter tensors themselves are never touched.
+    """
+    model = policy.model
+    was_training = model.training
+    model.eval()
+    merged = merge_lora and can_merge_lora(policy)
+    saved: dict[int, torch.Tensor] = {}
+    try:
+        if merged:  # keep an exact copy of each base weight so unmerging restores it bit for bit
+            for layer in _lora_layers(model):
+                w = layer.get_base_layer().weight
+                saved[id(layer)] = w.data.clone()
+                layer.merge()
+        with autocast(policy.device):
+            yield
+    finally:
+        if merged:
+            for layer in _lora_layers(model):
+                if id(layer) in saved:
+                    layer.merged_adapters.clear()
+                    layer.get_base_layer().weight.data.copy_(saved[id(layer)])
+        if was_training:
+            model.train()
+
+
+# ----------------------------------------------------------------------------- worker
+
+
+class RolloutWorker:
+    """Samples groups for prompt requests. A plain class: ``rltk.distributed`` wraps it with ``ray.remote``.
+
+    In-process (``policy`` given) it shares the learner's model: no copy, the adapter it samples
+    with is always the learner's latest. Otherwise it builds its own policy from ``model``
+    (4-bit base + LoRA, starting from ``init_adapter``) and receives LoRA tensors through
+    :meth:`load_adapter_state`.
+    """
+
+    def __init__(self, model: ModelConfig | None, sampling: SamplingConfig, seed: int = 0,
+                 init_adapter: str | None = None, policy: Policy | None = None, worker_id: str = "local"):
+        if policy is None:
+            if model is None:
+                raise ValueError("RolloutWorker needs a model config or a policy")
+            torch.manual_seed(seed)
+            policy = policy_from_config(model, adapter=init_adapter, trainable=False)
+        self.policy = policy
+        self.sampling = sampling
+        self.worker_id = worker_id
+        self._version = 0
+        self._eos = eos_token_ids(policy)
+
+    def load_adapter_state(self, state: dict[str, torch.Tensor], version: int) -> None:
+        """Load LoRA tensors (never the base) sent by the learner; they become adapter ``version``."""
+        load_trainable_state(self.policy.model, state)
+        self._version = int(version)
+
+    def set_version(self, version: int) -> None:
+        """In-process: the shared model already holds adapter ``version``; only the label moves."""
+        self._version = int(version)
+
+    def policy_version(self) -> int:
+        return self._version
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def generate(self, requests: list[PromptRequest], seed: int) -> list[RolloutGroup]:
+        """One group per request, in request order; reproducible for the same (requests, seed, adapter)."""
+        if not requests:
+            return []
+        tok = self.policy.tokenizer
+        prompts = [encode_prompt(tok, r.messages) for r in requests]
+        for r, p in zip(requests, prompts):
+            if not p:
+                raise UserError(f"prompt {r.index} is empty after tokenization")
+        gen = torch.Generator(device=self.policy.device)
+        gen.manual_seed(int(seed))
+        per_batch = max(1, self.sampling.batch_sequences // self.sampling.group_size)
+        sampled: list[list[Sampled]] = []
+        with sampling_mode(self.policy, self.sampling.merge_lora):
+            for start in range(0, len(prompts), per_batch):
+                sampled += sample_completions(self.policy, prompts[start:start + per_batch], self.sampling, gen, self._eos)
+        groups = []
+        for req, ids, samples in zip(requests, prompts, sampled):
+            groups.append(RolloutGroup(
+                index=req.index,
+                row=req.row,
+                prompt_ids=ids,
+                completion_ids=[s.ids for s in samples],
+                logprobs=[s.logprobs for s in samples],
+                texts=[tok.decode(s.ids, skip_special_tokens=True) for s in samples],
+                truncated=[s.truncated for s in samples],
+                policy_version=self._version,
+                worker_id=self.worker_id,
+            ))
+        return groups
+
+
+__all__ = [
+    "PromptRequest",
+    "RolloutGroup",
+    "RolloutWorker",
+    "SamplingConfig",
+    "Sampled",
+    "can_merge_lora",
+    "encode_prompt",
+    "eos_token_ids",
+    "process_logits",
+    "sample_completions",
+    "sampling_mode",
+]
+_ = field

@@ -1,0 +1,207 @@
+"""SFT warm start: LoRA / QLoRA on chat (prompt, completion) pairs, loss on completion tokens only.
+
+* Rows come from :mod:`rltk.data` (JSONL, an HF dataset, or generated arithmetic with
+  ``evals.arithmetic.worked_solution`` as the target); the prompt goes through the tokenizer's
+  chat template with the generation prompt, the target is the assistant's reply followed by EOS
+  (so the model learns to stop, exactly where the GRPO sampler stops).
+* The loss is the mean cross-entropy over the batch's completion tokens; prompt tokens are
+  masked. It runs through the same :class:`rltk.learner.Learner` as GRPO (AdamW on LoRA,
+  warm-up + schedule, clipping, micro-batches with gradient accumulation).
+* Batches are built by length: each window of shuffled rows is sorted by length and cut into
+  batches (then the batches are shuffled), so a batch pads little.
+* The result is a standard peft adapter folder (``RUN_DIR/adapter``) that
+  ``PeftModel.from_pretrained`` loads and that ``rltk grpo`` starts from (``init_adapter``).
+
+From Python::
+
+    from rltk.config import load_config
+    from rltk.sft import SFTJobConfig, train_sft
+    result = train_sft(load_config(SFTJobConfig, "examples/arithmetic/sft.yaml"))
+    result.adapter_dir
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from rltk.config import load_config, to_dict
+from rltk.data import DataConfig, Dataset, load_dataset
+from rltk.errors import UserError
+from rltk.learner import Learner, MicroBatch, OptimConfig, collate, completion_log_probs
+from rltk.metrics import SFT_COLUMNS, LiveView, MetricsLog
+from rltk.models import ModelConfig, Policy, policy_from_config
+from rltk.rollouts import encode_prompt, eos_token_ids
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """The ``sft:`` section."""
+
+    steps: int = 40  # optimizer steps (the data is cycled through as many epochs as that takes)
+    batch_size: int = 16  # sequences per optimizer step
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 2
+    schedule: Literal["constant", "cosine"] = "cosine"
+    min_lr_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    micro_batch_size: int = 8
+    max_length: int = 1024  # prompt + completion tokens; longer rows are an error naming the row
+    length_window: int = 64  # batches per sorting window of the length bucketing
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+
+    def optim(self) -> OptimConfig:
+        return OptimConfig(lr=self.lr, weight_decay=self.weight_decay, warmup_steps=self.warmup_steps, schedule=self.schedule,
+                           min_lr_ratio=self.min_lr_ratio, max_grad_norm=self.max_grad_norm,
+                           micro_batch_size=self.micro_batch_size)
+
+
+@dataclass(frozen=True)
+class SFTLogConfig:
+    live: bool = True
+
+
+@dataclass(frozen=True)
+class SFTJobConfig:
+    """``rltk sft CONFIG``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    log: SFTLogConfig = field(default_factory=SFTLogConfig)
+    seed: int = 0
+    run_dir: str | None = None  # default: runs/sft-YYYYmmdd-HHMMSS
+
+
+@dataclass
+class Example:
+    prompt_ids: list[int]
+    completion_ids: list[int]  # the reply's tokens + EOS
+
+
+@dataclass
+class SFTResult:
+    run_dir: Path
+    adapter_dir: Path
+    history: list[dict[str, Any]]
+    policy: Policy
+
+
+def encode_examples(ds: Dataset, tokenizer: Any, eos_id: int, max_length: int) -> list[Example]:
+    """Prompt through the chat template (with the generation prompt); reply tokens + EOS."""
+    out = []
+    for i in range(len(ds)):
+        prompt = encode_prompt(tokenizer, ds.messages(i))
+        reply = ds.completion(i)
+        if not reply.strip():
+            raise UserError(f"{ds.where[i]}: empty completion (template {ds.cfg.completion!r})")
+        completion = list(tokenizer(reply, add_special_tokens=False)["input_ids"]) + [eos_id]
+        if len(prompt) + len(completion) > max_length:
+            raise UserError(f"{ds.where[i]}: {len(prompt) + len(completion)} tokens, more than sft.max_length={max_length}")
+        out.append(Example(prompt, completion))
+    return out
+
+
+def length_batches(lengths: list[int], batch_size: int, window: int, rng: random.Random) -> list[list[int]]:
+    """One epoch of batches: shuffle, sort each window of ``window`` batches by length, cut, shuffle the batches.
+
+    >>> batches = length_batches([5, 1, 9, 2, 8, 3], 2, window=3, rng=random.Random(0))
+    >>> sorted(i for b in batches for i in b), [sorted([5, 1, 9, 2, 8, 3][i] for i in b) for b in sorted(batches)][:1]
+    ([0, 1, 2, 3, 4, 5], [[1, 2]])
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    span = batch_size * window
+    batches = []
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start:start + span], key=lambda i: lengths[i])
+        batches += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def completion_nll(model: Any, mb: MicroBatch, total_tokens: int) -> torch.Tensor:
+    """This micro-batch's share of the batch's mean completion-token cross-entropy."""
+    logp = completion_log_probs(model, mb)  # [n, T]
+    return -(logp * mb.mask).sum() / max(total_tokens, 1)
+
+
+def train_sft(cfg: SFTJobConfig, *, policy: Policy | None = None, live: bool | None = None) -> SFTResult:
+    """LoRA/QLoRA SFT as configured; writes ``RUN_DIR/adapter`` (peft format) and ``metrics.jsonl``."""
+    import yaml
+
+    from rltk.grpo import default_run_dir
+
+    data = load_dataset(cfg.data)
+    data.check_for_prompts()
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir("sft")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    torch.manual_seed(cfg.seed)
+    if policy is None:
+        policy = policy_from_config(cfg.model, trainable=True)
+    tok = policy.tokenizer
+    examples = encode_examples(data, tok, eos_token_ids(policy)[0] if tok.eos_token_id is None else tok.eos_token_id,
+                               cfg.sft.max_length)
+    s = cfg.sft
+    learner = Learner(policy, s.optim(), total_steps=s.steps)
+    rng = random.Random(f"sft-{cfg.seed}")
+    lengths = [len(e.prompt_ids) + len(e.completion_ids) for e in examples]
+    log = MetricsLog(run_dir)
+    pad = tok.pad_token_id
+    queue: list[list[int]] = []
+    epoch = 0
+    with LiveView(s.steps, 0, "SFT", SFT_COLUMNS, enabled=cfg.log.live if live is None else live) as view:
+        for step in range(s.steps):
+            if not queue:
+                queue = length_batches(lengths, s.batch_size, s.length_window, rng)
+                epoch += 1
+            batch = queue.pop(0)
+            t0 = time.perf_counter()
+            batch.sort(key=lambda i: lengths[i])  # micro-batches of similar length
+            total = sum(len(examples[i].completion_ids) for i in batch)
+            micro = [collate([examples[i].prompt_ids for i in c], [examples[i].completion_ids for i in c], pad, policy.device)
+                     for c in (batch[k:k + s.micro_batch_size] for k in range(0, len(batch), s.micro_batch_size))]
+            stats = learner.apply(micro, lambda mb: completion_nll(policy.model, mb, total), step)
+            seconds = time.perf_counter() - t0
+            record = {"step": step + 1, "epoch": epoch, "loss": stats.loss if not stats.skipped else None, "lr": stats.lr,
+                      "grad_norm": stats.grad_norm, "skipped": stats.skipped, "tokens": sum(lengths[i] for i in batch),
+                      "completion_tokens": total, "seconds/step": seconds,
+                      "tokens_per_s": sum(lengths[i] for i in batch) / seconds if seconds > 0 else None}
+            view.update(record, log.log(record))
+            if stats.skipped:
+                view.note(f"[red]SFT step {step + 1}: update skipped: {stats.skipped}[/red]")
+    adapter_dir = run_dir / "adapter"
+    policy.model.save_pretrained(str(adapter_dir))
+    return SFTResult(run_dir, adapter_dir, log.history, policy)
+
+
+def warm_start(config_path: str | Path, out_dir: str | Path, live: bool | None = None) -> Path:
+    """Run the SFT config at ``config_path`` into ``out_dir`` (once: an existing adapter there is reused,
+    e.g. when a GRPO run is resumed) and return its adapter folder. The SFT model is freed afterwards."""
+    out = Path(out_dir)
+    adapter = out / "adapter"
+    if (adapter / "adapter_config.json").is_file():
+        return adapter
+    path = Path(config_path)
+    if not path.is_file():
+        raise UserError(f"warm_start: SFT config {config_path} not found")
+    cfg = load_config(SFTJobConfig, path, [f"run_dir={out}"])
+    result = train_sft(cfg, live=live)
+    del result
+    gc.collect()
+    return adapter
+
+
+__all__ = ["Example", "SFTConfig", "SFTJobConfig", "SFTResult", "encode_examples", "length_batches", "train_sft", "warm_start"]

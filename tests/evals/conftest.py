@@ -1,0 +1,36 @@
+"""Fixtures for the evals tests: a tiny random policy whose greedy output varies (so batching bugs
+show), and synthetic result files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+def varied_tiny_policy(seed: int = 0):
+    """``tiny_policy`` with its weights jittered: the plain tiny model greedily repeats one token,
+    which would hide batching and caching mistakes; this one emits varied text and sometimes EOS."""
+    from rltk.models import tiny_policy
+
+    pol = tiny_policy(seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in pol.model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.5)
+    pol.model.eval()
+    return pol
+
+
+@pytest.fixture
+def varied_policy():
+    return varied_tiny_policy(0)
+
+
+@pytest.fixture
+def fp32(monkeypatch):
+    """Generation without bf16 autocast, for exact comparisons with ``model.generate``."""
+    import contextlib
+
+    import evals.generation as gen
+
+    monkeypatch.setattr(gen, "autocast", lambda device: contextlib.nullcontext())

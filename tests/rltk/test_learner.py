@@ -1,0 +1,193 @@
+"""The learner on the tiny model: exact accumulation, zero-advantage skipping, KL, NaN safety, mu."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import pytest
+import torch
+
+from rltk.learner import Learner, LossConfig, OptimConfig, TrainBatch, collate, completion_log_probs, lr_at
+from rltk.loss import BatchTotals, constant_normalizer, grpo_loss, sequence_mean, token_mean
+from rltk.models import LoraSettings, Policy, tiny_policy, trainable_state
+
+PROMPTS = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [5, 9]]
+COMPLETIONS = [[20, 21, 22], [23], [24, 25], [26, 27, 28, 29]]
+
+
+def _policy(seed=0):
+    pol = tiny_policy(lora=LoraSettings(r=4))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # nonzero B so the adapter matters
+        for n, p in pol.model.named_parameters():
+            if "lora_B" in n:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    return pol
+
+
+def _batch(advantages, behaviour=None):
+    n = len(PROMPTS)
+    mask = torch.zeros(n, max(map(len, COMPLETIONS)))
+    for i, c in enumerate(COMPLETIONS):
+        mask[i, :len(c)] = 1
+    return TrainBatch([list(p) for p in PROMPTS], [list(c) for c in COMPLETIONS], list(advantages),
+                      behaviour or [None] * n, BatchTotals.of(mask, max_tokens=6))
+
+
+@pytest.fixture
+def fp32(monkeypatch):
+    """No bf16 autocast: gradients of differently cut micro-batches then agree to fp32 rounding."""
+    monkeypatch.setattr(Policy, "autocast", lambda self: contextlib.nullcontext())
+
+
+def _grads_at_step(learner: Learner) -> list[torch.Tensor]:
+    """Record the accumulated (clipped) gradients the optimizer steps with."""
+    seen: list[torch.Tensor] = []
+    step = learner.optimizer.step
+
+    def recording_step(*a, **k):
+        seen.extend(p.grad.detach().clone() for p in learner.params)
+        return step(*a, **k)
+
+    learner.optimizer.step = recording_step
+    return seen
+
+
+def _assert_close_to_fp32_rounding(got: torch.Tensor, want: torch.Tensor) -> None:
+    # sums cut differently differ by reassociation only: ~1e-7 of the tensor's scale
+    assert (got - want).abs().max() <= 1e-5 * want.abs().max(), (got - want).abs().max()
+
+
+def _naive_grads(pol, batch, cfg: LossConfig) -> list[torch.Tensor]:
+    """Reference: the whole batch in one forward, no skipping, the loss from rltk.loss."""
+    params = [p for p in pol.model.parameters() if p.requires_grad]
+    mb = collate(batch.prompt_ids, batch.completion_ids, pol.tokenizer.pad_token_id, pol.device, batch.advantages)
+    logp = completion_log_probs(pol.model, mb, cfg.temperature)
+    agg = {"sequence": sequence_mean, "token": token_mean, "constant": constant_normalizer}[cfg.loss_agg]
+    parts = grpo_loss(logp, logp.detach(), mb.advantages, mb.mask, batch.totals, cfg.epsilon_low, cfg.epsilon_high,
+                      0.0, None, agg)
+    parts.loss.backward()
+    return [p.grad.detach().clone() for p in params]
+
+
+@pytest.mark.parametrize("loss_agg", ["sequence", "token", "constant"])
+def test_micro_batched_skipping_update_equals_the_naive_full_batch_gradient(fp32, loss_agg):
+    # advantage 0 on two sequences: the learner skips them (beta 0), the naive pass runs them: same gradient
+    advantages = [1.0, 0.0, -0.5, 0.0]
+    cfg = LossConfig(loss_agg=loss_agg)
+    a, b = _policy(), _policy()
+    learner = Learner(a, OptimConfig(lr=1e-2, micro_batch_size=1, max_grad_norm=0), total_steps=10)
+    got = _grads_at_step(learner)
+    stats = learner.grpo_update(_batch(advantages), cfg, step=0)
+    assert stats.applied == 1 and stats.skipped is None and stats.sequences == 2
+    want = _naive_grads(b, _batch(advantages), cfg)
+    assert len(got) == len(want) and any(w.abs().sum() > 0 for w in want)
+    for g, w in zip(got, want):
+        _assert_close_to_fp32_rounding(g, w)
+
+
+def test_micro_batch_size_does_not_change_the_gradient(fp32):
+    a, b = _policy(), _policy()
+    la, lb = Learner(a, OptimConfig(micro_batch_size=1), 10), Learner(b, OptimConfig(micro_batch_size=3), 10)
+    ga, gb = _grads_at_step(la), _grads_at_step(lb)
+    la.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
+    lb.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
+    for x, y in zip(ga, gb):
+        _assert_close_to_fp32_rounding(x, y)
+
+
+def test_gradients_are_clipped_to_max_grad_norm(fp32):
+    learner = Learner(_policy(), OptimConfig(max_grad_norm=1e-3), 10)
+    grads = _grads_at_step(learner)
+    stats = learner.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
+    assert stats.grad_norm > 1e-3  # the norm before clipping is reported
+    assert torch.sqrt(sum((g ** 2).sum() for g in grads)).item() == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_kl_is_zero_when_adapters_are_zero():
+    pol = tiny_policy(lora=LoraSettings(r=4))  # fresh LoRA: B = 0, so the adapted policy is the base
+    learner = Learner(pol, OptimConfig(), 10)
+    mb = collate(PROMPTS, COMPLETIONS, pol.tokenizer.pad_token_id, pol.device)
+    ref = learner.reference_log_probs(mb, 1.0)
+    with torch.no_grad(), pol.autocast():
+        cur = completion_log_probs(pol.model, mb, 1.0)
+    assert torch.equal(ref, cur)
+    stats = learner.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(beta=0.1), 0)
+    assert stats.kl == 0.0 and stats.applied == 1
+    # after the step the adapter differs from the base: KL becomes positive
+    stats = learner.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(beta=0.1), 1)
+    assert stats.kl > 0
+
+
+def test_reference_is_the_base_with_adapters_disabled():
+    pol = _policy()
+    learner = Learner(pol, OptimConfig(), 10)
+    mb = collate(PROMPTS, COMPLETIONS, pol.tokenizer.pad_token_id, pol.device)
+    base = tiny_policy()  # same seed, no LoRA
+    with torch.no_grad(), pol.autocast():
+        want = completion_log_probs(base.model, mb, 1.0)
+    torch.testing.assert_close(learner.reference_log_probs(mb, 1.0), want, rtol=0, atol=1e-6)
+
+
+def test_all_zero_advantages_skip_without_touching_the_adapter():
+    pol = _policy()
+    before = trainable_state(pol.model)
+    stats = Learner(pol, OptimConfig(lr=1e-2), 10).grpo_update(_batch([0.0] * 4), LossConfig(), 0)
+    assert stats.applied == 0 and "no learning signal" in stats.skipped
+    after = trainable_state(pol.model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_nonfinite_loss_is_skipped_and_reported():
+    pol = _policy()
+    learner = Learner(pol, OptimConfig(lr=1e-2), 10)
+    before = trainable_state(pol.model)
+    stats = learner.grpo_update(_batch([1.0, float("nan"), 0.5, -0.5]), LossConfig(), 0)
+    assert stats.skipped == "non-finite loss" and stats.applied == 0 and learner.version == 0
+    after = trainable_state(pol.model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in learner.params)  # nothing left over for the next step
+
+
+def test_mu_runs_several_optimizer_steps_and_clipping_starts_after_the_first():
+    pol = _policy()
+    learner = Learner(pol, OptimConfig(lr=0.05, micro_batch_size=2), 10)
+    stats = learner.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(mu=3, epsilon_low=0.01, epsilon_high=0.01), 0)
+    assert stats.applied == 3 and learner.version == 3
+    assert stats.clip_fraction > 0  # iterations 2 and 3 see a ratio that moved by more than 1%
+
+
+def test_stale_rollouts_use_the_behaviour_logprobs():
+    pol = _policy()
+    mb = collate(PROMPTS, COMPLETIONS, pol.tokenizer.pad_token_id, pol.device)
+    with torch.no_grad(), pol.autocast():
+        cur = completion_log_probs(pol.model, mb, 1.0)
+    # the sampler's log-probs were log 2 higher: ratio 0.5 < 1 - eps on every token; with A < 0 all clipped
+    behaviour = [(cur[i, :len(c)] + 0.6931).tolist() for i, c in enumerate(COMPLETIONS)]
+    before = trainable_state(pol.model)
+    stats = Learner(pol, OptimConfig(lr=1e-2), 10).grpo_update(_batch([-1.0] * 4, behaviour), LossConfig(), 0)
+    assert stats.clip_fraction == 1.0
+    assert stats.grad_norm == 0.0  # every token clipped: no gradient at all
+    after = trainable_state(pol.model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_state_dict_round_trip_continues_identically():
+    a, b = _policy(), _policy()
+    la, lb = Learner(a, OptimConfig(lr=1e-2), 10), Learner(b, OptimConfig(lr=1e-2), 10)
+    la.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
+    b.model.load_state_dict(copy.deepcopy(a.model.state_dict()))
+    lb.load_state_dict(copy.deepcopy(la.state_dict()))
+    la.grpo_update(_batch([-1.0, 1.0, 0.5, -0.5]), LossConfig(), 1)
+    lb.grpo_update(_batch([-1.0, 1.0, 0.5, -0.5]), LossConfig(), 1)
+    sa, sb = trainable_state(a.model), trainable_state(b.model)
+    assert lb.version == la.version == 2
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_lr_schedule():
+    cfg = OptimConfig(lr=2.0, warmup_steps=4)
+    assert [lr_at(s, 10, cfg) for s in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+    cos = OptimConfig(lr=1.0, schedule="cosine", min_lr_ratio=0.5)
+    assert lr_at(0, 10, cos) == 1.0 and lr_at(10, 10, cos) == pytest.approx(0.5) and lr_at(5, 10, cos) == pytest.approx(0.75)
