@@ -226,6 +226,9 @@ ADVERSARIAL = {
     "expansion bomb": r"\boxed{(x+y+z)^{500}}",
     "many digits": r"\boxed{" + "9" * 20_000 + "}",
     "huge product": r"\boxed{2^{10000} \cdot 3^{9000} \cdot 7^{9000}}",
+    # texts that would make backtracking regexes in answer normalisation run for minutes
+    "unit-word backtracking": "#### 1 " + "a" * 990 + "!",
+    "unit-text backtracking": "#### " + "1}" * 490 + "x",
 }
 
 

@@ -1,0 +1,181 @@
+"""The reward-function API: the batch convention, the ``@reward`` decorator, the registry.
+
+A reward function is any callable ``fn(completions, **columns) -> list[float | None]``
+(TRL's convention): ``completions`` is a list of strings, or for chat data a list of
+message lists; ``columns`` holds ``prompts`` and every dataset column as lists of the same
+length. ``None`` means "not applicable" and is excluded from means, never counted as 0.
+
+>>> @reward
+... def short(completion, **row):
+...     return 1.0 if len(completion) < 10 else 0.0
+>>> short(["ok", "far too long an answer"], prompts=["p", "q"])
+[1.0, 0.0]
+>>> short([[{"role": "assistant", "content": "ok"}]])   # chat-format completion
+[1.0]
+>>> get_reward("format_answer", style="####")(["so #### 72"])
+[1.0]
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from typing import Any, Callable, Iterable
+
+from rltk.config import from_dict
+from rltk.errors import UserError
+from rltk.registry import Registry
+
+RewardFn = Callable[..., list]
+
+REWARDS: Registry = Registry("reward")
+
+# Columns a reward function may receive that are not dataset columns.
+NON_DATA_ARGS = {"completions", "prompts", "completion", "prompt", "kwargs", "completion_ids", "trainer_state", "self"}
+
+
+def completion_text(completion: Any) -> str:
+    """The text of one completion: a string as is; a chat completion (list of messages) as the
+    concatenated content of its assistant messages (all messages if none is marked assistant).
+
+    >>> completion_text([{"role": "assistant", "content": "x = 2"}])
+    'x = 2'
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return str(completion.get("content") or "")
+    if isinstance(completion, (list, tuple)):
+        msgs = [m for m in completion if isinstance(m, dict)]
+        chosen = [m for m in msgs if m.get("role") == "assistant"] or msgs
+        return "\n".join(_content_text(m.get("content")) for m in chosen)
+    return "" if completion is None else str(completion)
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # multimodal-style content parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def row_view(columns: dict[str, Any], i: int, n: int) -> dict[str, Any]:
+    """Row ``i`` of batch columns: list columns of length ``n`` are indexed, others passed through.
+    ``prompts`` also appears as ``prompt`` (the per-sample name)."""
+    row = {k: (v[i] if isinstance(v, (list, tuple)) and len(v) == n else v) for k, v in columns.items()}
+    if "prompts" in row and "prompt" not in row:
+        row["prompt"] = row["prompts"]
+    return row
+
+
+def reward(fn: Callable[..., float | None] | None = None, *, columns: Iterable[str] | None = None) -> Any:
+    """Lift a per-sample ``fn(completion: str, **row) -> float | None`` into the batch form.
+
+    ``columns`` names the dataset columns the function needs (checked before any scoring);
+    by default they are the keyword parameters of ``fn`` without defaults.
+    """
+
+    def lift(f: Callable[..., float | None]) -> RewardFn:
+        @functools.wraps(f)
+        def batch(completions: list, **cols: Any) -> list[float | None]:
+            n = len(completions)
+            return [f(completion_text(c), **row_view(cols, i, n)) for i, c in enumerate(completions)]
+
+        batch.__rltk_per_sample__ = f  # type: ignore[attr-defined]
+        batch.required_columns = lambda: set(columns) if columns is not None else _signature_columns(f, skip=1)  # type: ignore[attr-defined]
+        return batch
+
+    return lift if fn is None else lift(fn)
+
+
+def _signature_columns(fn: Callable, skip: int) -> set[str]:
+    """Keyword parameters without defaults (after the first ``skip``) = columns the function needs."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return set()
+    need = set()
+    for p in params[skip:]:
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.default is not p.empty:
+            continue
+        if p.name not in NON_DATA_ARGS:
+            need.add(p.name)
+    return need
+
+
+def required_columns(fn: RewardFn) -> set[str]:
+    """Dataset columns a reward function needs: its ``required_columns()`` if it has one, else the
+    keyword parameters of a TRL-style ``fn(completions, col, **kwargs)`` that have no default."""
+    req = getattr(fn, "required_columns", None)
+    if callable(req):
+        return set(req())
+    if isinstance(fn, functools.partial):
+        return _signature_columns(fn.func, skip=1) - set(fn.keywords)
+    return _signature_columns(fn, skip=1)
+
+
+# --- built-ins -----------------------------------------------------------------------------
+
+class BuiltinReward:
+    """Base of the built-in rewards: frozen dataclasses whose fields are the reward's knobs.
+
+    ``bounded = True`` promises that the reward bounds its own work on any input (length limits,
+    its own sandboxed checks), so :class:`rewards.RewardSet` may call it in-process.
+    """
+
+    bounded: bool = True
+
+    def required_columns(self) -> set[str]:
+        return set()
+
+    def __call__(self, completions: list, **columns: Any) -> list[float | None]:
+        n = len(completions)
+        return [self.score_one(completion_text(c), row_view(columns, i, n)) for i, c in enumerate(completions)]
+
+    def score_one(self, text: str, row: dict[str, Any]) -> float | None:
+        raise NotImplementedError
+
+
+def get_reward(name_or_path: str | RewardFn, **params: Any) -> RewardFn:
+    """A batch reward callable: a registered name (configured with ``params``), ``pkg.mod:fn`` or
+    ``file.py:fn`` (``params`` are bound as keyword arguments), or a callable."""
+    if callable(name_or_path) and not isinstance(name_or_path, str):
+        obj: Any = name_or_path
+        label = getattr(obj, "__name__", repr(obj))
+    else:
+        obj = REWARDS.get(name_or_path)
+        label = name_or_path
+    if isinstance(obj, type) and issubclass(obj, BuiltinReward):
+        return from_dict(obj, dict(params), source=f"reward '{label}' params")
+    if not callable(obj):
+        raise UserError(f"reward '{label}' is not callable")
+    if params:
+        return functools.partial(obj, **params)
+    return obj
+
+
+# --- failures that a reward reports about single samples ------------------------------------
+
+_FAILURES: contextvars.ContextVar[list[tuple[int, str]] | None] = contextvars.ContextVar("rltk_reward_failures", default=None)
+
+
+def report_failure(index: int, reason: str) -> None:
+    """Called by a reward when sample ``index`` could not be scored (e.g. a check timed out);
+    the reward returns None for it and :class:`rewards.RewardSet` counts the failure by name."""
+    log = _FAILURES.get()
+    if log is not None:
+        log.append((index, reason))
+
+
+class collect_failures:
+    """Context manager collecting :func:`report_failure` calls made inside it."""
+
+    def __enter__(self) -> list[tuple[int, str]]:
+        self.log: list[tuple[int, str]] = []
+        self._token = _FAILURES.set(self.log)
+        return self.log
+
+    def __exit__(self, *exc: Any) -> None:
+        _FAILURES.reset(self._token)
