@@ -21,7 +21,12 @@ How a step flows through :class:`RayRollouts`:
    the loop's last checkpoint is untouched.
 3. ``sync(state, version)`` puts the LoRA tensors (only those: a few MB, not
    the 4-bit base) into the object store once; every actor loads that one
-   object. It reports ``sync_bytes`` and ``sync_seconds``.
+   object. It reports ``sync_bytes`` and ``sync_seconds`` (and, pipelined,
+   ``sync_wait_seconds``: the wait for the step already being generated).
+
+Workers need the model on their machine, nothing else from the driver's disk:
+the starting adapter (an SFT warm start) is sent as its files. Optional:
+:class:`RayRewardSet` scores rewards as parallel Ray tasks.
 
 Seeds: a share's seed depends only on the step's seed and the share's position,
 so a retried share samples with the same seed as the lost one, and with one
@@ -37,6 +42,7 @@ worker the only share uses the step's seed, exactly like the in-process backend.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -62,7 +68,7 @@ RESTART_TIMEOUT_S = 600.0  # how long a restarted actor may take to rebuild its 
 
 
 def split_contiguous(n: int, parts: int) -> list[tuple[int, int]]:
-    """``[start, end)`` of at most ``parts`` contiguous, non-empty shares of ``n`` items; earlier shares get the remainder."""
+    """``[start, end)`` of at most ``parts`` contiguous, non-empty shares of ``n`` items (earlier ones get the rest)."""
     if parts <= 0:
         raise ValueError(f"parts must be positive, got {parts}")
     base, extra = divmod(n, parts)
@@ -96,6 +102,30 @@ def check_groups(groups: Sequence["RolloutGroup"], requests: Sequence["PromptReq
                            f"({len(got)} groups for {len(want)} requests)")
 
 
+def copy_adapter_state(model: Any, state: dict[str, "torch.Tensor"]) -> None:
+    """Copy LoRA tensors (keys as ``rltk.models.trainable_state`` gives them) into the adapter's parameters in place.
+
+    peft's ``set_peft_model_state_dict`` first builds the whole model's ``state_dict`` to remap names; on a 4-bit
+    base on CPU that unpacks every quantized weight (measured 1-2 s per sync on SmolLM2-135M after the first
+    generation, against ~10 ms here). This touches the adapter tensors only and refuses a partial or foreign state.
+    """
+    import torch
+
+    adapter = getattr(model, "active_adapter", "default")
+    adapter = adapter[0] if isinstance(adapter, (list, tuple)) else adapter
+    params = {name.replace(f".{adapter}.", "."): p for name, p in model.named_parameters() if "lora_" in name}
+    missing, unexpected = params.keys() - state.keys(), state.keys() - params.keys()
+    if missing or unexpected:
+        raise ValueError(f"adapter state does not match the model's LoRA parameters: {len(missing)} missing "
+                         f"(e.g. {sorted(missing)[:2]}), {len(unexpected)} unexpected (e.g. {sorted(unexpected)[:2]})")
+    with torch.no_grad():
+        for key, p in params.items():
+            if p.shape != state[key].shape:
+                raise ValueError(f"adapter tensor {key} has shape {tuple(state[key].shape)}, "
+                                 f"the model's {tuple(p.shape)}")
+            p.copy_(state[key])
+
+
 def _actor_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean 'the worker (or its node) went away', as opposed to a bug in generate."""
     from ray import exceptions as rex
@@ -106,12 +136,58 @@ def _actor_errors() -> tuple[type[BaseException], ...]:
 # ----------------------------------------------------------------------------- the actor class
 
 
+ADAPTER_FILES_MAX_BYTES = 2**30  # a LoRA adapter folder is MBs; refuse to ship something that is clearly not one
+
+
+def read_adapter_folder(path: str) -> dict[str, bytes]:
+    """The files of a peft adapter folder (top level only), to ship to workers that may not share the driver's disk."""
+    from pathlib import Path
+
+    folder = Path(path).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        raise UserError(f"adapter folder {path} has no adapter_config.json")
+    files = {f.name: f.read_bytes() for f in sorted(folder.iterdir()) if f.is_file()}
+    size = sum(len(b) for b in files.values())
+    if size > ADAPTER_FILES_MAX_BYTES:
+        raise UserError(f"adapter folder {path} holds {size / 2**20:.0f} MiB of files; expected a LoRA adapter")
+    return files
+
+
 def _ray_worker_class(base: type | None = None) -> type:
-    """``RolloutWorker`` (or ``base``) plus ``where()``: the actor reports its pid and node (for events and tests)."""
+    """``RolloutWorker`` (or ``base``) as an actor:
+
+    * the starting adapter arrives as the folder's files (``adapter_files``) and is written to a local temporary
+      folder, so workers on other machines need no shared disk with the driver;
+    * adapters load through :func:`copy_adapter_state` (the fast path for 4-bit CPU bases);
+    * ``where()`` reports the actor's pid and node (for events and tests).
+    """
     if base is None:
         from rltk.rollouts import RolloutWorker as base
 
     class RayRolloutWorker(base):  # type: ignore[misc, valid-type]
+        def __init__(self, model: Any, sampling: Any, seed: int = 0, worker_id: str = "ray",
+                     adapter_files: dict[str, bytes] | None = None):
+            import shutil
+            import tempfile
+            from pathlib import Path
+
+            self.adapter_source = None
+            if adapter_files:
+                folder = Path(tempfile.mkdtemp(prefix="rltk-adapter-"))
+                try:
+                    for name, data in adapter_files.items():
+                        (folder / name).write_bytes(data)
+                    super().__init__(model, sampling, seed=seed, init_adapter=str(folder), worker_id=worker_id)
+                finally:  # the weights are in memory now
+                    shutil.rmtree(folder, ignore_errors=True)
+                self.adapter_source = str(folder)
+            else:
+                super().__init__(model, sampling, seed=seed, init_adapter=None, worker_id=worker_id)
+
+        def load_adapter_state(self, state: dict[str, torch.Tensor], version: int) -> None:
+            copy_adapter_state(self.policy.model, state)  # as the base method does, without peft's full state_dict
+            self.set_version(version)
+
         def where(self) -> dict[str, Any]:
             import ray
 
@@ -119,7 +195,7 @@ def _ray_worker_class(base: type | None = None) -> type:
 
             ctx = ray.get_runtime_context()
             return {"pid": os.getpid(), "node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
-                    "threads": torch.get_num_threads()}
+                    "threads": torch.get_num_threads(), "adapter_source": self.adapter_source}
 
     RayRolloutWorker.__qualname__ = RayRolloutWorker.__name__ = "RayRolloutWorker"
     return RayRolloutWorker
@@ -154,7 +230,13 @@ class RolloutHandle:
 
 
 class RayRollouts:
-    """``workers`` RolloutWorker actors in a placement group; see the module docstring for the flow."""
+    """``cfg.workers`` RolloutWorker actors in a placement group; see the module docstring for the flow.
+
+    Each actor builds its own policy from ``model`` with ``sampling``, starting from ``init_adapter`` (or
+    ``model.adapter``), whose files are sent to it;
+    ``placement`` is the placement-group strategy; ``worker_cls`` replaces ``RolloutWorker`` (tests).
+    Joins or starts Ray through :func:`rltk.ray_utils.connect` (``cfg.ray_address``).
+    """
 
     def __init__(self, cfg: "DistributedConfig", model: "ModelConfig", sampling: "SamplingConfig", seed: int = 0,
                  init_adapter: str | None = None, placement: str = "PACK", worker_cls: type | None = None):
@@ -166,14 +248,23 @@ class RayRollouts:
 
         if cfg.workers < 1:
             raise UserError(f"distributed.workers must be >= 1 for Ray rollouts, got {cfg.workers}")
+        if (model is not None and str(model.device or "").startswith("cuda")) and cfg.num_gpus_per_worker <= 0:
+            raise UserError(f"model.device is {model.device!r} but distributed.num_gpus_per_worker is 0: Ray gives the "
+                            "rollout workers no GPU (set num_gpus_per_worker, e.g. 0.5, or leave model.device unset)")
         if placement not in PLACEMENT_STRATEGIES:
-            raise UserError(f"distributed.placement must be one of {', '.join(PLACEMENT_STRATEGIES)}, got {placement!r}")
+            raise UserError(f"distributed.placement must be one of {', '.join(PLACEMENT_STRATEGIES)}, "
+                            f"got {placement!r}")
         self.cfg = cfg
         self.n = cfg.workers
         self._events: list[str] = []
         self._closed = False
         self._pg = None
         self._actors: list[Any] = []
+        # the starting adapter travels as its files (workers may not share the driver's disk); read before Ray starts
+        start = init_adapter or (model.adapter if model is not None else None)
+        adapter_files = read_adapter_folder(start) if start else None
+        if model is not None and model.adapter is not None:
+            model = dataclasses.replace(model, adapter=None)
         need_cpus = cfg.workers * cfg.num_cpus_per_worker
         need_gpus = cfg.workers * cfg.num_gpus_per_worker
         # a local instance is sized so that the requested workers fit (the user asked for them)
@@ -205,12 +296,23 @@ class RayRollouts:
                 if strategy_for[i] is not None:
                     opts["scheduling_strategy"] = strategy_for[i]
                 self._actors.append(actor_cls.options(**opts).remote(
-                    model, sampling, seed=seed, init_adapter=init_adapter, worker_id=f"ray-{i}"))
+                    model, sampling, seed=seed, worker_id=f"ray-{i}", adapter_files=adapter_files))
             # wait for every actor to build its policy; an error there (bad model spec) surfaces now
-            self._where = ray.get([a.where.remote() for a in self._actors])
+            try:
+                self._where = ray.get([a.where.remote() for a in self._actors])
+            except ray.exceptions.RayActorError as e:
+                _raise_user_error_from_init(e)
+                raise
         except BaseException:
             self._teardown(remove_placement_group)
             raise
+        nodes: dict[str, int] = {}
+        for w in self._where:
+            nodes[w["node_ip"]] = nodes.get(w["node_ip"], 0) + 1
+        where = ", ".join(f"{ip} x{k}" for ip, k in nodes.items())
+        ray_kind = "private Ray on loopback" if self.session.local else f"Ray cluster {self.session.address}"
+        each = _fmt_resources(bundle) if bundle else "no reserved resources"
+        self._events.append(f"{self.n} rollout worker(s) up on {where} ({ray_kind}, placement {placement}, each {each})")
         self._version = 0
         self._state_ref: Any = None  # latest synced LoRA tensors in the object store
         self._loaded = [0] * self.n  # adapter version each actor is known to hold
@@ -253,7 +355,8 @@ class RayRollouts:
             try:
                 groups = ray.get(ready[0])
             except errors as e:
-                self._recover(share.slot, e, handle.version, handle.state_ref, what=f"the rollout of {len(share.requests)} prompt(s)")
+                what = f"the rollout of {len(share.requests)} prompt(s)"
+                self._recover(share.slot, e, handle.version, handle.state_ref, what=what)
                 share.ref = self._actors[share.slot].generate.remote(share.requests, share.seed)
                 pending[share.ref] = k
                 continue
@@ -338,11 +441,12 @@ class RayRollouts:
             try:
                 where = ray.get(self._actors[slot].where.remote(), timeout=max(1.0, deadline - time.monotonic()))
                 break
-            except rex.ActorUnavailableError:  # still restarting
+            except (rex.ActorUnavailableError, rex.GetTimeoutError) as e:  # still restarting
                 if time.monotonic() > deadline:
-                    raise UserError(f"rollout worker {slot} did not come back within {RESTART_TIMEOUT_S:.0f} s") from err
+                    raise UserError(f"rollout worker {slot} (pid {old['pid']} on {old['node_ip']}) died and did not "
+                                    f"come back within {RESTART_TIMEOUT_S:.0f} s: {_first_line(err)}") from e
                 time.sleep(0.2)
-            except (rex.ActorDiedError, rex.GetTimeoutError) as dead:
+            except rex.ActorDiedError as dead:
                 raise UserError(
                     f"rollout worker {slot} (pid {old['pid']} on {old['node_ip']}) died and Ray has no restarts left "
                     f"(distributed.max_restarts={self.cfg.max_restarts}, {self._restarts[slot]} used): "
@@ -382,13 +486,24 @@ class RayRollouts:
             self.session.close()
 
 
+def _raise_user_error_from_init(e: BaseException) -> None:
+    """An actor whose constructor raised UserError (a bad model spec, a missing adapter) reports it as one line."""
+    if not getattr(e, "actor_init_failed", False):
+        return
+    prefix = f"{UserError.__module__}.{UserError.__qualname__}: "
+    for line in reversed(str(getattr(e, "error_msg", "") or e).splitlines()):
+        if line.startswith(prefix):
+            raise UserError(f"a rollout worker could not start: {line[len(prefix):]}") from None
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 
 
 def _fmt_resources(res: dict[str, float]) -> str:
-    keep = {k: v for k, v in res.items() if not k.startswith(("node:", "memory", "object_store_memory", "accelerator_type"))}
+    skip = ("node:", "memory", "object_store_memory", "accelerator_type")
+    keep = {k: v for k, v in res.items() if not k.startswith(skip)}
     return ", ".join(f"{k}={v:g}" for k, v in sorted(keep.items())) or "nothing"
 
 
@@ -494,4 +609,17 @@ def make_backend(cfg: "DistributedConfig", model: "ModelConfig", sampling: "Samp
     return RayRollouts(cfg, model, sampling, seed=seed, init_adapter=init_adapter, placement=cfg.placement)
 
 
-__all__ = ["RayRewardSet", "RayRollouts", "merge_scores", "RolloutHandle", "check_groups", "make_backend", "shard_seed", "split_contiguous", "state_nbytes"]
+__all__ = [
+    "ADAPTER_FILES_MAX_BYTES",
+    "RayRewardSet",
+    "RayRollouts",
+    "RolloutHandle",
+    "check_groups",
+    "copy_adapter_state",
+    "make_backend",
+    "merge_scores",
+    "read_adapter_folder",
+    "shard_seed",
+    "split_contiguous",
+    "state_nbytes",
+]

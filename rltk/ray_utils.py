@@ -78,7 +78,7 @@ def default_token_path() -> Path:
 
 
 def auth_mode_for_join(env: Mapping[str, str]) -> str | None:
-    """The ``RAY_AUTH_MODE`` a joining process needs: ``"token"`` when a token is at hand, else None (leave Ray's default)."""
+    """The ``RAY_AUTH_MODE`` a joining process needs: ``"token"`` when a token is at hand, else None (Ray's default)."""
     if env.get(AUTH_MODE_ENV):
         return None  # the user chose; respect it
     token_path = env.get("RAY_AUTH_TOKEN_PATH")
@@ -105,9 +105,9 @@ def connect(address: str | None = None, num_cpus: float | None = None, num_gpus:
     """
     import ray
 
-    if ray.is_initialized():
-        ctx = ray.get_runtime_context()
-        return RaySession(address=_gcs_address(ctx), local=False, owned=False)
+    if ray.is_initialized():  # reuse; a Ray on this machine's loopback counts as local
+        gcs = _gcs_address(ray.get_runtime_context())
+        return RaySession(address=gcs, local=gcs.startswith(f"{LOOPBACK}:"), owned=False)
     join = address or os.environ.get("RAY_ADDRESS")
     level = logging.WARNING if quiet else logging.INFO
     if not join:

@@ -13,11 +13,17 @@ How one batch is sampled (:func:`sample_completions`):
 * logits are processed exactly as they are sampled: ``/ temperature``, top-k, top-p, then
   ``log_softmax``; the stored log-prob of a token is its log-prob under *that* distribution
   (the distribution actually sampled, not the raw logits);
-* it runs in eval mode, without gradients, under ``rltk.models.autocast`` (bf16 on CPU and
-  recent GPUs), with the learner's model shared in-process (no copy).
+* which weights it samples with (``SamplingConfig.sampler``): ``shared`` runs the learner's own
+  model (eval mode, ``rltk.models.autocast``; LoRA folded into an unquantized base for the
+  duration); ``dense`` runs a dense bf16 copy of *base + merged LoRA*
+  (:class:`rltk.models.DenseSampler`), rebuilt exactly from the LoRA tensors after every update.
+  On CPU the dense copy is an order of magnitude faster: bitsandbytes' 4-bit matmul is very slow
+  for decode-sized inputs there, and autocast re-casts every fp32 weight at every step (measured,
+  SmolLM2-135M, 32 x 48 tokens: NF4 122-255 s, dense fp32 + autocast 39-62 s, dense bf16 3.5 s).
+  ``auto`` = dense on CPU, shared on CUDA.
 
 >>> from rltk.models import tiny_policy
->>> worker = RolloutWorker(None, SamplingConfig(group_size=2, max_new_tokens=5), policy=tiny_policy())
+>>> worker = RolloutWorker(None, SamplingConfig(group_size=2, max_new_tokens=5), policy=tiny_policy(lora={"r": 4}))
 >>> [g] = worker.generate([PromptRequest(0, {"q": "x"}, [{"role": "user", "content": "hi"}])], seed=0)
 >>> len(g.completion_ids), all(len(c) == len(l) for c, l in zip(g.completion_ids, g.logprobs))
 (2, True)
@@ -26,15 +32,16 @@ How one batch is sampled (:func:`sample_completions`):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import os
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal, Sequence
 
 import torch
 
 from rltk.errors import UserError
-from rltk.models import ModelConfig, Policy, autocast, load_trainable_state, policy_from_config
+from rltk.models import DenseSampler, ModelConfig, Policy, autocast, compute_dtype, load_trainable_state, policy_from_config
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ class SamplingConfig:
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
     batch_sequences: int = 256  # at most this many sequences (prompts x G) decoded together
-    merge_lora: bool = True  # fold LoRA into an unquantized base while sampling (faster; exact up to fp32 rounding)
+    sampler: Literal["auto", "dense", "shared"] = "auto"  # see the module docstring
 
     def __post_init__(self) -> None:
         if self.group_size < 1:
@@ -266,10 +273,10 @@ def sampling_mode(policy: Policy, merge_lora: bool = True) -> Iterator[None]:
 class RolloutWorker:
     """Samples groups for prompt requests. A plain class: ``rltk.distributed`` wraps it with ``ray.remote``.
 
-    In-process (``policy`` given) it shares the learner's model: no copy, the adapter it samples
-    with is always the learner's latest. Otherwise it builds its own policy from ``model``
-    (4-bit base + LoRA, starting from ``init_adapter``) and receives LoRA tensors through
-    :meth:`load_adapter_state`.
+    In-process (``policy`` given) it shares the learner's model: no copy of the policy, and with the
+    ``dense`` sampler one dense copy refreshed from the shared LoRA tensors at each new version.
+    Otherwise it builds its own policy from ``model`` (4-bit base + LoRA, starting from
+    ``init_adapter``) and receives LoRA tensors through :meth:`load_adapter_state`.
     """
 
     def __init__(self, model: ModelConfig | None, sampling: SamplingConfig, seed: int = 0,
@@ -284,14 +291,26 @@ class RolloutWorker:
         self.worker_id = worker_id
         self._version = 0
         self._eos = eos_token_ids(policy)
+        mode = sampling.sampler
+        if mode == "auto":
+            mode = "dense" if policy.device.type == "cpu" else "shared"
+        self.dense = DenseSampler(policy.model, dtype=compute_dtype(policy.device)) if mode == "dense" else None
+
+    def refresh(self) -> None:
+        """Rebuild the dense sampling copy from the policy's current LoRA tensors (no-op when sharing)."""
+        if self.dense is not None:
+            self.dense.refresh()
 
     def load_adapter_state(self, state: dict[str, torch.Tensor], version: int) -> None:
         """Load LoRA tensors (never the base) sent by the learner; they become adapter ``version``."""
         load_trainable_state(self.policy.model, state)
+        self.refresh()
         self._version = int(version)
 
     def set_version(self, version: int) -> None:
-        """In-process: the shared model already holds adapter ``version``; only the label moves."""
+        """In-process: the shared model already holds adapter ``version``; refresh the dense copy from it."""
+        if int(version) != self._version:
+            self.refresh()
         self._version = int(version)
 
     def policy_version(self) -> int:
@@ -313,9 +332,13 @@ class RolloutWorker:
         gen.manual_seed(int(seed))
         per_batch = max(1, self.sampling.batch_sequences // self.sampling.group_size)
         sampled: list[list[Sampled]] = []
-        with sampling_mode(self.policy, self.sampling.merge_lora):
+        if self.dense is not None:  # bf16 weights already: no autocast, nothing to merge
+            target, ctx = dataclasses.replace(self.policy, model=self.dense.model), contextlib.nullcontext()
+        else:
+            target, ctx = self.policy, sampling_mode(self.policy)
+        with ctx:
             for start in range(0, len(prompts), per_batch):
-                sampled += sample_completions(self.policy, prompts[start:start + per_batch], self.sampling, gen, self._eos)
+                sampled += sample_completions(target, prompts[start:start + per_batch], self.sampling, gen, self._eos)
         groups = []
         for req, ids, samples in zip(requests, prompts, sampled):
             groups.append(RolloutGroup(
@@ -345,4 +368,3 @@ __all__ = [
     "sample_completions",
     "sampling_mode",
 ]
-_ = field

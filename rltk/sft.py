@@ -187,18 +187,23 @@ def train_sft(cfg: SFTJobConfig, *, policy: Policy | None = None, live: bool | N
     return SFTResult(run_dir, adapter_dir, log.history, policy)
 
 
-def warm_start(config_path: str | Path, out_dir: str | Path, live: bool | None = None) -> Path:
+def warm_start(config_path: str | Path, out_dir: str | Path, live: bool | None = None, policy: Policy | None = None) -> Path:
     """Run the SFT config at ``config_path`` into ``out_dir`` (once: an existing adapter there is reused,
-    e.g. when a GRPO run is resumed) and return its adapter folder. The SFT model is freed afterwards."""
+    e.g. when a GRPO run is resumed) and return its adapter folder. With ``policy`` the SFT trains that
+    policy's LoRA in place (the GRPO job then continues from it); else its own model is freed afterwards."""
     out = Path(out_dir)
     adapter = out / "adapter"
     if (adapter / "adapter_config.json").is_file():
+        if policy is not None:
+            from rltk.checkpoint import load_adapter_into
+
+            load_adapter_into(policy.model, adapter)
         return adapter
     path = Path(config_path)
     if not path.is_file():
         raise UserError(f"warm_start: SFT config {config_path} not found")
     cfg = load_config(SFTJobConfig, path, [f"run_dir={out}"])
-    result = train_sft(cfg, live=live)
+    result = train_sft(cfg, live=live, policy=policy)
     del result
     gc.collect()
     return adapter

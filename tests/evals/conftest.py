@@ -34,3 +34,14 @@ def fp32(monkeypatch):
     import evals.generation as gen
 
     monkeypatch.setattr(gen, "autocast", lambda device: contextlib.nullcontext())
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Evals tests decode in one CPU thread, restored afterwards. On a machine whose cores are shared
+    with other jobs, two OpenMP threads spin at every barrier waiting for a preempted partner:
+    measured here, a 6-row decode took 33-60 s with 2 threads against about 1 s with 1."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

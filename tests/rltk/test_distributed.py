@@ -6,6 +6,7 @@ the test that exhausts a worker's restarts runs last and breaks that backend on 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -36,6 +37,17 @@ def requests(n: int, start: int = 0) -> list[PromptRequest]:
     return [PromptRequest(i, {"i": i}, [{"role": "user", "content": f"what is {i} + {i}?"}]) for i in range(start, start + n)]
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Torch on one thread, like the actors here (num_cpus=0.5), so in-process arithmetic matches theirs bit for bit."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
 def perturbed_learner(scale: float, seed: int) -> tuple:
     """The learner's tiny policy with LoRA B moved off zero, so the adapter changes what is sampled."""
     pol = tiny_policy(lora=TINY.lora)
@@ -56,9 +68,13 @@ def ray_session():
     session.close()
 
 
+STARTUP_EVENTS: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def backend(ray_session):
     b = RayRollouts(DIST, TINY, SAMPLING, seed=0)
+    STARTUP_EVENTS[:] = b.events()  # drained here, so each test sees only the events it causes
     yield b
     b.close()
 
@@ -84,6 +100,24 @@ def test_check_groups_refuses_missing_duplicate_or_reordered_groups():
     for bad in (groups[:2], groups + groups[:1], [groups[1], groups[0], groups[2]]):
         with pytest.raises(RuntimeError, match="asked for"):
             check_groups(bad, reqs, "w")
+
+
+def test_copy_adapter_state_loads_exactly_what_peft_loads_and_refuses_foreign_states():
+    from rltk.distributed import copy_adapter_state
+    from rltk.models import load_trainable_state
+
+    _, state = perturbed_learner(scale=0.5, seed=7)
+    ours, peft_way = tiny_policy(lora=TINY.lora), tiny_policy(lora=TINY.lora)
+    copy_adapter_state(ours.model, state)
+    load_trainable_state(peft_way.model, state)
+    a, b = ours.model.state_dict(), peft_way.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(trainable_state(ours.model)[k], state[k]) for k in state)
+    partial = dict(list(state.items())[1:])
+    with pytest.raises(ValueError, match="1 missing"):
+        copy_adapter_state(ours.model, partial)
+    with pytest.raises(ValueError, match="1 unexpected"):
+        copy_adapter_state(ours.model, {**state, "base_model.model.lm_head.weight": torch.zeros(1)})
 
 
 def test_joining_sets_token_auth_only_when_a_token_exists(tmp_path):
@@ -130,6 +164,29 @@ def _descendants(pid: int) -> set[int]:
     return {p.pid for p in psutil.Process(pid).children(recursive=True)} | {pid}
 
 
+def test_bad_worker_settings_are_one_line_user_errors(ray_session, tmp_path):
+    missing = tmp_path / "no-model-here"
+    with pytest.raises(UserError, match=f"a rollout worker could not start: unknown model '{missing}'"):
+        RayRollouts(replace(DIST, workers=1), replace(TINY, spec=str(missing)), SAMPLING)  # raised inside the actor
+    with pytest.raises(UserError, match="adapter folder .* has no adapter_config.json"):
+        RayRollouts(DIST, TINY, SAMPLING, init_adapter=str(tmp_path))
+    with pytest.raises(UserError, match="num_gpus_per_worker is 0"):
+        RayRollouts(DIST, replace(TINY, device="cuda"), SAMPLING)
+
+
+def test_the_starting_adapter_is_shipped_to_workers_not_read_from_the_drivers_disk(ray_session, tmp_path):
+    pol, state = perturbed_learner(scale=0.5, seed=5)
+    pol.model.save_pretrained(str(tmp_path / "sft-adapter"))
+    with RayRollouts(replace(DIST, workers=1), TINY, SAMPLING, init_adapter=str(tmp_path / "sft-adapter")) as b:
+        [info] = b.worker_info()
+        assert info["adapter_source"] and not info["adapter_source"].startswith(str(tmp_path))
+        reqs = requests(2)
+        groups = b.collect(b.submit(reqs, seed=4))
+    with one_thread():
+        expect = RolloutWorker(None, SAMPLING, policy=pol).generate(reqs, seed=4)
+    assert [g.completion_ids for g in groups] == [g.completion_ids for g in expect]  # sampled with the SFT adapter
+
+
 def test_local_ray_listens_on_loopback_only(ray_session, backend):
     """Every socket that a process of our Ray instance listens on is bound to 127.0.0.1."""
     assert ray_session.local and ray_session.address.startswith("127.0.0.1:")
@@ -146,6 +203,8 @@ def test_local_ray_listens_on_loopback_only(ray_session, backend):
     exposed = [addr for addr in listeners if not loopback.match(addr)]
     assert not exposed, f"Ray listens beyond loopback: {exposed}"
     assert {w["node_ip"] for w in backend.worker_info()} == {"127.0.0.1"}
+    assert STARTUP_EVENTS == ["2 rollout worker(s) up on 127.0.0.1 x2 (private Ray on loopback, placement PACK, "
+                              "each CPU=0.5)"]
 
 
 def test_ray_workers_return_every_group_once_in_order_like_the_in_process_worker(backend):
@@ -156,11 +215,8 @@ def test_ray_workers_return_every_group_once_in_order_like_the_in_process_worker
     assert all(len(g.completion_ids) == SAMPLING.group_size for g in groups)
     # the first share samples with the step seed, exactly as one in-process worker does
     local = RolloutWorker(None, SAMPLING, policy=tiny_policy(lora=TINY.lora))
-    torch.set_num_threads(1)  # the actors run one thread each (num_cpus=0.5); keep the arithmetic identical
-    try:
+    with one_thread():
         expect = local.generate(reqs[:3], seed=3)
-    finally:
-        torch.set_num_threads(os.cpu_count() or 1)
     assert [g.completion_ids for g in groups[:3]] == [g.completion_ids for g in expect]
     for got, want in zip(groups[:3], expect):
         for a, b in zip(got.logprobs, want.logprobs):
@@ -179,12 +235,9 @@ def test_sync_moves_only_the_lora_tensors_and_workers_sample_with_them(backend):
     assert {g.policy_version for g in groups} == {1}
     # worker 1's share sampled with the learner's adapter: an in-process worker on the learner's model agrees
     local = RolloutWorker(None, SAMPLING, policy=pol)
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         expect = local.generate(reqs[2:], seed=shard_seed(5, 2))
         base = RolloutWorker(None, SAMPLING, policy=tiny_policy(lora=TINY.lora)).generate(reqs[2:], seed=shard_seed(5, 2))
-    finally:
-        torch.set_num_threads(os.cpu_count() or 1)
     assert [g.completion_ids for g in groups[2:]] == [g.completion_ids for g in expect]
     assert [g.completion_ids for g in expect] != [g.completion_ids for g in base]  # the adapter mattered
 

@@ -51,26 +51,28 @@ def _cfg(tmp_path, reward: str, **over) -> GRPOJobConfig:
     return from_dict(GRPOJobConfig, base)
 
 
-def _count_a(policy, n_prompts=16, seed=123) -> int:
+def _count_a(policy, temperature: float, n_prompts=16, seed=123) -> int:
     """Letters 'a' in 16 prompts x 8 completions x 8 tokens sampled with a fixed seed."""
-    worker = RolloutWorker(None, SamplingConfig(group_size=8, max_new_tokens=8), policy=policy)
+    worker = RolloutWorker(None, SamplingConfig(group_size=8, max_new_tokens=8, temperature=temperature), policy=policy)
     reqs = [PromptRequest(i, {}, [{"role": "user", "content": f"What is {i} + {i}?"}]) for i in range(n_prompts)]
     return sum(t.count("a") for g in worker.generate(reqs, seed=seed) for t in g.texts)
 
 
 def test_grpo_raises_the_reward_it_optimises(tmp_path, likes_a):
-    """A real learning test: a reward that prefers the letter 'a' makes the policy write more of them."""
-    cfg = _cfg(tmp_path, likes_a, **{"grpo.steps": 10, "grpo.lr": 0.05, "checkpoint.every": 0})
-    before = _count_a(tiny_policy(lora=LoraSettings(r=8, alpha=16)))
+    """A real learning test: a reward that prefers the letter 'a' makes the policy write more of them.
+    (Temperature 0.3: the random model's logits are too flat for one letter to dominate at T = 1.)"""
+    cfg = _cfg(tmp_path, likes_a, **{"grpo.steps": 6, "grpo.lr": 0.05, "checkpoint.every": 0, "sampling.temperature": 0.3})
+    before = _count_a(tiny_policy(lora=LoraSettings(r=8, alpha=16)), 0.3)
     result = train(cfg)
-    after = _count_a(result.policy)
-    assert after >= 2 * before + 10, (before, after)
+    after = _count_a(result.policy, 0.3)
+    assert after >= 5 * before + 20, (before, after)  # measured: 8 -> 372 of 1024 characters
     hist = result.history
-    assert len(hist) == 10 and all(h["optimizer_steps"] == 1 for h in hist if h["skipped"] is None)
+    assert hist[-1]["reward_mean"] > 4 * hist[0]["reward_mean"]  # and the training reward itself rose
+    assert len(hist) == 6 and all(h["optimizer_steps"] == 1 for h in hist)
     assert (result.adapter_dir / "adapter_config.json").is_file()
     # the logs: one line per step with the documented fields, samples with their rewards
     lines = read_jsonl(result.run_dir / "metrics.jsonl")
-    assert [r["step"] for r in lines] == list(range(1, 11))
+    assert [r["step"] for r in lines] == list(range(1, 7))
     for key in ("reward_mean", f"reward/{likes_a}", "kl", "clip_fraction", "completion_len", "zero_variance_share",
                 "truncation_rate", "tokens_per_s", "seconds/generate", "seconds/reward", "seconds/learn",
                 f"reward_failures/{likes_a}"):
@@ -234,3 +236,39 @@ def test_config_errors_name_the_key(tmp_path):
         from_dict(GRPOJobConfig, {"grpo": {"mu": "two"}})
     with pytest.raises(UserError, match="loss_agg' must be one of"):
         from_dict(GRPOJobConfig, {"grpo": {"loss_agg": "tokens"}})
+
+
+def _hist(n, **series):
+    return [{"step": i + 1, **{k: v[i] for k, v in series.items()}} for i in range(n)]
+
+
+def test_warning_format_rising_while_correctness_falls():
+    from rltk.metrics import failure_warnings
+
+    h = _hist(8, **{"reward/format": [0.2] * 4 + [0.6] * 4, "reward/correct": [0.5] * 4 + [0.3] * 4})
+    warned: set[str] = set()
+    [w] = failure_warnings(h, "reward/correct", "reward/format", warned=warned)
+    assert "format reward rose 0.20 -> 0.60 while correctness fell 0.50 -> 0.30" in w
+    assert failure_warnings(h, "reward/correct", "reward/format", warned=warned) == []  # said once
+    steady = _hist(8, **{"reward/format": [0.2] * 4 + [0.6] * 4, "reward/correct": [0.5] * 8})
+    assert failure_warnings(steady, "reward/correct", "reward/format") == []
+
+
+def test_warning_length_collapse_and_limit():
+    from rltk.metrics import failure_warnings
+
+    [w] = failure_warnings(_hist(8, completion_len=[30] * 4 + [10] * 4))
+    assert "completion length collapsing (30.0 -> 10.0 tokens)" in w
+    [w] = failure_warnings(_hist(3, truncation_rate=[0.6, 0.7, 0.9]), max_new_tokens=48)
+    assert "hit the length limit (48 tokens) for 3 steps" in w
+    assert failure_warnings(_hist(3, truncation_rate=[0.6, 0.1, 0.9])) == []
+
+
+def test_warning_no_learning_signal_is_logged_with_the_step(tmp_path):
+    from rltk.metrics import MetricsLog
+
+    log = MetricsLog(tmp_path)
+    [w] = log.log({"step": 1, "zero_variance_share": 1.0, "prompts_drawn": 4, "groups": 4})
+    assert "all 4 groups had equal rewards" in w
+    assert read_jsonl(tmp_path / "metrics.jsonl")[0]["warnings"] == [w]
+    assert log.log({"step": 2, "zero_variance_share": 0.5, "prompts_drawn": 4, "groups": 4}) == []

@@ -71,7 +71,7 @@ def _kill_namespace_processes(ns: str) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_hosts():
     if sys.platform != "linux" or os.geteuid() != 0:
         pytest.skip("building network namespaces needs root on Linux (ip netns)")
@@ -102,8 +102,9 @@ def two_hosts():
             env.pop(var, None)
         hosts = TwoHosts(a, b, f"{subnet}.1", f"{subnet}.2", f"{subnet}.1:{HEAD_PORT}", env, tmp)
         ray = str(Path(sys.executable).with_name("ray"))
+        # the head keeps Ray's job server (on A's own 127.0.0.1:8265) for the `ray job submit` test
         hosts.run(a, [ray, "start", "--head", f"--node-ip-address={hosts.ip_a}", f"--port={HEAD_PORT}", "--num-cpus=1",
-                      "--include-dashboard=false", f"--temp-dir={tmp}/a", "--disable-usage-stats"], timeout=120)
+                      f"--temp-dir={tmp}/a", "--disable-usage-stats"], timeout=120)
         hosts.run(b, [ray, "start", f"--address={hosts.head}", f"--node-ip-address={hosts.ip_b}", "--num-cpus=2",
                       '--resources={"node_b": 2}', f"--temp-dir={tmp}/b", "--disable-usage-stats"], timeout=120)
         yield hosts
@@ -118,8 +119,9 @@ def two_hosts():
 
 
 DRIVER = textwrap.dedent('''
-    """Driver on host A: 3 GRPO steps with rollout workers on host B (custom resource node_b); one worker's
-    process is killed while step 2's rollouts are in flight. Prints one JSON line."""
+    """Driver on host A: GRPO steps with rollout workers on host B (custom resource node_b); with "kill", one
+    worker's process is killed while step 2's rollouts are in flight. Prints one JSON line.
+    argv: RAY_ADDRESS ("-": none given, join $RAY_ADDRESS as inside `ray job submit`), RUN_DIR, STEPS, kill|nokill"""
     import json, os, signal, sys
     from rewards import RewardSpec
     from rltk.data import DataConfig
@@ -132,10 +134,11 @@ DRIVER = textwrap.dedent('''
         model=ModelConfig(spec="tiny-random", quant="none", lora=LoraSettings(r=4, alpha=8)),
         data=DataConfig(source="arithmetic", limit=64),
         sampling=SamplingConfig(group_size=4, max_new_tokens=8),
-        grpo=GRPOConfig(steps=3, prompts_per_step=4, lr=1e-2),
+        grpo=GRPOConfig(steps=int(sys.argv[3]), prompts_per_step=4, lr=1e-2),
         rewards=[RewardSpec("regex", params={"pattern": "[0-9]"}, label="digit")],
         checkpoint=CheckpointConfig(every=0), log=LogConfig(samples_every=0, live=False),
-        distributed=DistributedConfig(workers=2, ray_address=sys.argv[1], num_cpus_per_worker=1.0,
+        distributed=DistributedConfig(workers=2, ray_address=None if sys.argv[1] == "-" else sys.argv[1],
+                                      num_cpus_per_worker=1.0,
                                       resources_per_worker={"node_b": 1.0}, max_restarts=1),
         seed=0, run_dir=sys.argv[2])
     backend = make_backend(cfg.distributed, cfg.model, cfg.sampling, cfg.seed, None)
@@ -148,7 +151,7 @@ DRIVER = textwrap.dedent('''
         def submit(self, requests, seed):
             submitted.append([r.index for r in requests])
             handle = backend.submit(requests, seed)
-            if len(submitted) == 2:
+            if len(submitted) == 2 and sys.argv[4] == "kill":
                 os.kill(workers_before[0]["pid"], signal.SIGKILL)
             return handle
         def collect(self, handle):
@@ -162,7 +165,8 @@ DRIVER = textwrap.dedent('''
     out = {"steps": result.steps, "last_step": result.history[-1]["step"], "submitted": submitted,
            "collected": collected, "before": workers_before, "after": backend.worker_info(),
            "events": [e for r in result.history for e in r.get("events", [])],
-           "sync_bytes": [r.get("sync_bytes") for r in result.history]}
+           "sync_bytes": [r.get("sync_bytes") for r in result.history], "joined": not backend.session.local,
+           "ray_address_env": os.environ.get("RAY_ADDRESS")}
     backend.close()
     print(json.dumps(out))
 ''')
@@ -171,15 +175,34 @@ DRIVER = textwrap.dedent('''
 def test_grpo_with_rollout_workers_on_a_second_host(two_hosts):
     driver = two_hosts.tmp / "driver.py"
     driver.write_text(DRIVER)
-    proc = two_hosts.run(two_hosts.a, [sys.executable, str(driver), two_hosts.head, str(two_hosts.tmp / "run")],
-                         timeout=400)
+    proc = two_hosts.run(two_hosts.a, [sys.executable, str(driver), two_hosts.head, str(two_hosts.tmp / "run"), "3",
+                                       "kill"], timeout=400)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["steps"] == 3 and result["last_step"] == 3  # the run completed its 3 steps
     # every rollout worker ran on host B, before and after one of them was killed and restarted
     assert {w["node_ip"] for w in result["before"] + result["after"]} == {two_hosts.ip_b}
     assert result["after"][0]["pid"] != result["before"][0]["pid"]
-    assert len(result["events"]) == 1 and "rollout worker 0 restarted" in result["events"][0]
-    assert f"@{two_hosts.ip_b}" in result["events"][0]
+    up, restart = result["events"]  # logged by the run: where the workers started, then the restart
+    assert up.startswith(f"2 rollout worker(s) up on {two_hosts.ip_b} x2 (Ray cluster {two_hosts.head}")
+    assert "rollout worker 0 restarted" in restart and f"@{two_hosts.ip_b} -> pid " in restart
     # each prompt's group exactly once, in order
     assert result["collected"] == result["submitted"] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     assert all(b and b > 0 for b in result["sync_bytes"])  # adapters crossed to host B after every update
+
+
+def test_ray_job_submit_runs_grpo_on_the_cluster(two_hosts):
+    """The README's route: `ray job submit` (token auth) to the head's job server; the job's driver finds the
+    cluster through RAY_ADDRESS and its rollout workers run on host B."""
+    job_dir = two_hosts.tmp / "job"
+    job_dir.mkdir()
+    (job_dir / "driver.py").write_text(DRIVER)
+    ray = str(Path(sys.executable).with_name("ray"))
+    proc = two_hosts.run(two_hosts.a, [ray, "job", "submit", "--address", "http://127.0.0.1:8265",
+                                       "--working-dir", str(job_dir), "--", sys.executable, "driver.py", "-",
+                                       str(two_hosts.tmp / "job-run"), "2", "nokill"], timeout=400)
+    line = next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("{"))
+    result = json.loads(line)
+    assert result["joined"] and result["ray_address_env"]  # joined the cluster the job runs on
+    assert result["steps"] == 2 and result["collected"] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert {w["node_ip"] for w in result["after"]} == {two_hosts.ip_b}
+    assert len(result["events"]) == 1 and f"up on {two_hosts.ip_b} x2" in result["events"][0]  # no restarts

@@ -10,7 +10,7 @@ import torch
 import rltk.rollouts as rollouts
 from rltk.learner import collate, completion_log_probs
 from rltk.models import LoraSettings, tiny_policy, trainable_state
-from rltk.rollouts import PromptRequest, RolloutWorker, SamplingConfig, process_logits, sampling_mode
+from rltk.rollouts import PromptRequest, RolloutWorker, SamplingConfig, process_logits, sample_completions, sampling_mode
 
 MSGS = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "what is 2 + 2?"}]]
 
@@ -70,7 +70,7 @@ def test_eos_stops_and_sets_truncated_false():
     handle = pol.model.get_base_model().lm_head.register_forward_hook(
         lambda m, i, o: o.index_fill(-1, torch.tensor([eos]), 50.0))
     try:
-        worker = RolloutWorker(None, SamplingConfig(group_size=2, max_new_tokens=5), policy=pol)
+        worker = RolloutWorker(None, SamplingConfig(group_size=2, max_new_tokens=5, sampler="shared"), policy=pol)
         groups = worker.generate(_requests(), seed=0)
     finally:
         handle.remove()
@@ -78,13 +78,15 @@ def test_eos_stops_and_sets_truncated_false():
         assert g.completion_ids == [[eos], [eos]] and g.truncated == [False, False] and g.texts == ["", ""]
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_stored_logprobs_match_the_learner(fp32_sampling, temperature):
+@pytest.mark.parametrize("temperature, sampler, atol", [(1.0, "shared", 2e-5), (0.7, "shared", 2e-5), (1.0, "dense", 0.05)])
+def test_stored_logprobs_match_the_learner(fp32_sampling, temperature, sampler, atol):
     """The sampler's log-probs (KV-cached, row-dropping decode) equal a full forward's log-probs of the
-    same tokens at the same temperature: the importance ratio of stale rollouts starts at 1."""
+    same tokens at the same temperature: the importance ratio of stale rollouts starts at 1
+    (to fp32 rounding when sharing the model, to bf16 rounding from the dense bf16 copy)."""
     pol = tiny_policy(lora=LoraSettings(r=4))
     _perturb_lora(pol)
-    worker = RolloutWorker(None, SamplingConfig(group_size=3, max_new_tokens=10, temperature=temperature), policy=pol)
+    worker = RolloutWorker(None, SamplingConfig(group_size=3, max_new_tokens=10, temperature=temperature, sampler=sampler),
+                           policy=pol)
     groups = worker.generate(_requests(), seed=3)
     prompts = [g.prompt_ids for g in groups for _ in g.completion_ids]
     comps = [c for g in groups for c in g.completion_ids]
@@ -94,7 +96,7 @@ def test_stored_logprobs_match_the_learner(fp32_sampling, temperature):
     with torch.no_grad():
         recomputed = completion_log_probs(pol.model, mb, temperature)  # [N, T]
     for i, lps in enumerate(stored):
-        torch.testing.assert_close(recomputed[i, :len(lps)], torch.tensor(lps), rtol=0, atol=2e-5)
+        torch.testing.assert_close(recomputed[i, :len(lps)], torch.tensor(lps), rtol=0, atol=atol)
 
 
 def test_top_k_top_p_restrict_the_support():
@@ -110,7 +112,7 @@ def test_top_k_top_p_restrict_the_support():
 
 def test_sampled_tokens_stay_in_the_top_k(fp32_sampling):
     pol = tiny_policy(lora=LoraSettings(r=4))
-    worker = RolloutWorker(None, SamplingConfig(group_size=4, max_new_tokens=6, top_k=3), policy=pol)
+    worker = RolloutWorker(None, SamplingConfig(group_size=4, max_new_tokens=6, top_k=3, sampler="shared"), policy=pol)
     [g] = worker.generate(_requests()[:1], seed=0)
     mb = collate([g.prompt_ids] * 4, g.completion_ids, pol.tokenizer.pad_token_id, pol.device)
     with torch.no_grad():
@@ -127,16 +129,42 @@ def test_merged_sampling_is_identical_and_restores_the_base_exactly(fp32_samplin
     pol = tiny_policy(lora=LoraSettings(r=4))
     _perturb_lora(pol)
     before = {k: v.clone() for k, v in pol.model.state_dict().items()}
-    merged = RolloutWorker(None, SamplingConfig(group_size=3, max_new_tokens=8, merge_lora=True), policy=pol)
-    plain = RolloutWorker(None, SamplingConfig(group_size=3, max_new_tokens=8, merge_lora=False), policy=pol)
-    a, b = merged.generate(_requests(), seed=5), plain.generate(_requests(), seed=5)
-    assert [g.completion_ids for g in a] == [g.completion_ids for g in b]
-    for ga, gb in zip(a, b):
-        for la, lb in zip(ga.logprobs, gb.logprobs):
-            torch.testing.assert_close(torch.tensor(la), torch.tensor(lb), rtol=0, atol=1e-5)
+    prompts = [[1, 40, 50, 60], [1, 41, 51]]
+    outs = []
+    for merge in (True, False):
+        with sampling_mode(pol, merge_lora=merge):
+            outs.append(sample_completions(pol, prompts, SamplingConfig(group_size=3, max_new_tokens=8),
+                                           torch.Generator().manual_seed(5), [pol.tokenizer.eos_token_id]))
+    merged, plain = outs
+    for gm, gp in zip(merged, plain):
+        for a, b in zip(gm, gp):
+            assert a.ids == b.ids
+            torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), rtol=0, atol=1e-5)
     after = pol.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert pol.model.training is True  # mode restored
+
+
+def test_dense_copy_follows_the_adapter():
+    """The dense bf16 sampling copy equals base + merged LoRA, and is rebuilt when the version moves."""
+    pol = tiny_policy(lora=LoraSettings(r=4))
+    worker = RolloutWorker(None, SamplingConfig(group_size=2, max_new_tokens=4, sampler="dense"), policy=pol)
+    assert worker.dense is not None
+    ids = torch.tensor([[1, 40, 50, 60, 70]])
+
+    def gap() -> float:
+        with torch.no_grad():
+            want = pol.model(input_ids=ids).logits.float()
+            got = worker.dense.model(input_ids=ids).logits.float()
+        return float((got - want).abs().max())
+
+    fresh = gap()
+    assert fresh < 0.02  # bf16 rounding only
+    _perturb_lora(pol, scale=1.0)
+    stale = gap()
+    assert stale > 10 * fresh  # the copy is stale until the learner's new version arrives
+    worker.set_version(1)
+    assert gap() < stale / 10 and worker.policy_version() == 1
 
 
 def test_sampling_mode_restores_weights_after_an_error():

@@ -1,0 +1,146 @@
+"""Seconds per GRPO step (generation / reward / learner), tokens/s and peak RSS, QLoRA vs LoRA.
+
+The main job's configuration, the same work as our TRL peer measurement: SmolLM2-135M-Instruct +
+LoRA r=16 on all linear layers, 4 prompts x 8 completions, <= 48 new tokens, temperature 1.0, on
+this machine's CPU cores. TRL 1.16's GRPOTrainer took 30.9 s per step (median of steps 2-10) and
+5.2 GB peak RSS there; the targets are <= 15 s per step and <= 2 GB.
+
+Each configuration runs in its own process (peak RSS is per process): ``--steps`` GRPO steps
+through ``rltk.grpo.train``; the table shows medians over steps 2.. (step 1 warms up kernels).
+The rewards are the main job's (math_answer + format) plus a continuous length term, so every
+group has a reward spread and the learner processes all 32 completions every step (the worst
+case; with the real rewards alone, groups with equal rewards are skipped by the learner).
+
+Peak RSS is reported twice: for the whole process (model loading included) and for the training
+steps only (``VmHWM`` reset after loading via ``/proc/self/clear_refs``).
+
+    python benchmarks/bench_grpo_step.py                 # nf4 and fp32, 6 steps each
+    python benchmarks/bench_grpo_step.py --steps 10 --naive   # + the naive baseline (shared model sampling)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TRL_SECONDS, TRL_RSS_MB = 30.9, 5200.0
+CONFIGS = {
+    # name: (quant, sampler)
+    "qlora-nf4": ("nf4", "auto"),
+    "lora-fp32": ("none", "auto"),
+    "naive-fp32-shared": ("none", "shared"),  # samples with the training model itself (merged LoRA, autocast)
+}
+
+
+def length_shaping(completions, **columns):
+    """Benchmark-only reward: a continuous term so every group has a reward spread."""
+    return [-abs(len(c) - 40) / 40 for c in completions]
+
+
+def _rss_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def run_one(name: str, steps: int, out: str) -> None:
+    import torch
+
+    from rltk.config import from_dict
+    from rltk.grpo import GRPOJobConfig, train
+    from rltk.models import policy_from_config
+
+    quant, sampler = CONFIGS[name]
+    cfg = from_dict(GRPOJobConfig, {
+        "model": {"spec": "smollm2-135m", "quant": quant, "lora": {"r": 16, "alpha": 32, "target_modules": "all-linear"}},
+        "data": {"source": "arithmetic", "limit": 500,
+                 "system_prompt": "Solve the problem. Finish your reply with a last line of the form '#### <answer>'."},
+        "sampling": {"group_size": 8, "max_new_tokens": 48, "temperature": 1.0, "sampler": sampler},
+        "grpo": {"steps": steps, "prompts_per_step": 4, "lr": 1e-5, "micro_batch_size": 8},
+        "rewards": [{"name": "math_answer", "label": "correct"},
+                    {"name": "format_answer", "label": "format", "weight": 0.5},
+                    {"name": f"{Path(__file__).resolve()}:length_shaping", "label": "length", "weight": 0.1}],
+        "checkpoint": {"every": 0}, "log": {"live": False, "samples_every": 0},
+        "run_dir": tempfile.mkdtemp(prefix=f"bench-grpo-{name}-"),
+    })
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    policy = policy_from_config(cfg.model)
+    load_s = time.perf_counter() - t0
+    load_peak = _rss_mb("VmHWM")
+    reset = _reset_peak()
+    result = train(cfg, policy=policy)
+    hist = result.history
+    Path(out).write_text(json.dumps({
+        "name": name, "load_s": load_s, "load_peak_mb": load_peak,
+        "train_peak_mb": _rss_mb("VmHWM") if reset else None, "process_peak_mb": max(load_peak, _rss_mb("VmHWM")),
+        "steps": [{k: h.get(k) for k in ("seconds/step", "seconds/generate", "seconds/reward", "seconds/learn",
+                                         "generated_tokens", "tokens_per_s", "sequences_learned", "learn_tokens")}
+                  for h in hist],
+        "threads": torch.get_num_threads(),
+    }))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--configs", nargs="*", default=["qlora-nf4", "lora-fp32"], choices=list(CONFIGS))
+    ap.add_argument("--naive", action="store_true", help="also run the naive baseline (slow: ~1 min per step)")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        run_one(args.one, args.steps, args.out)
+        return
+    names = args.configs + (["naive-fp32-shared"] if args.naive and "naive-fp32-shared" not in args.configs else [])
+    results = []
+    for name in names:
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+            out = f.name
+        print(f"running {name} ({args.steps} steps)...", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--out", out], check=True,
+                       env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        results.append(json.loads(Path(out).read_text()))
+        os.unlink(out)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"GRPO step, SmolLM2-135M + LoRA r=16, 4 prompts x 8, <= 48 tokens "
+                        f"(medians of steps 2-{args.steps}, {os.cpu_count()} cores)")
+    for col in ("config", "s/step", "generate", "reward", "learn", "gen tok/s", "vs TRL 30.9 s", "peak RSS train",
+                "peak RSS process", "vs TRL 5.2 GB"):
+        table.add_column(col, justify="right")
+    for r in results:
+        steps = r["steps"][1:] or r["steps"]
+        med = {k: statistics.median(s[k] for s in steps if s[k] is not None)
+               for k in ("seconds/step", "seconds/generate", "seconds/reward", "seconds/learn", "tokens_per_s")}
+        peak = r["process_peak_mb"]
+        table.add_row(r["name"], f"{med['seconds/step']:.1f}", f"{med['seconds/generate']:.1f}", f"{med['seconds/reward']:.2f}",
+                      f"{med['seconds/learn']:.1f}", f"{med['tokens_per_s']:.0f}", f"{TRL_SECONDS / med['seconds/step']:.1f}x faster",
+                      f"{r['train_peak_mb']:.0f} MB" if r["train_peak_mb"] else "–", f"{peak:.0f} MB",
+                      f"{TRL_RSS_MB / peak:.1f}x less")
+    Console().print(table)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

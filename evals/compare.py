@@ -1,0 +1,157 @@
+"""Is run B better than run A on the same items? Paired tests, flipped items, a verdict line.
+
+Binary item scores (greedy accuracy) use the exact McNemar test; continuous ones (per-item
+pass@1 from several samples, graded scores) the paired bootstrap. Runs on different tasks
+or different items are refused: an unpaired difference says little about two checkpoints.
+
+>>> from evals.run import EvalResult
+>>> def run(scores):
+...     recs = [{"id": str(i), "item_hash": str(i), "score": s} for i, s in enumerate(scores)]
+...     return EvalResult("t", {"task": "t", "n_samples": 1, "binary": True}, {}, recs)
+>>> c = compare(run([0, 0, 0, 1, 1]), run([1, 1, 1, 1, 0]))
+>>> c.improved, c.regressed, c.test
+(['0', '1', '2'], ['4'], 'exact McNemar')
+>>> c.verdict
+'no significant difference: B - A = +40.0 points (80.0% vs 40.0%), p = 0.625 (exact McNemar, 3 vs 1 flips, 5 items)'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from evals.run import EvalResult
+from evals.stats import mcnemar_exact, paired_bootstrap
+from rltk.errors import UserError
+
+
+@dataclass
+class Comparison:
+    task: str
+    n_items: int
+    test: str  # "exact McNemar" or "paired bootstrap"
+    metric: str  # what the item score is: "accuracy", "pass@1 (n samples)", "score"
+    a_mean: float
+    b_mean: float
+    diff: float  # b_mean - a_mean
+    ci: tuple[float, float]  # 95% paired-bootstrap interval of the difference
+    p_value: float
+    improved: list[str]  # item ids where B scored higher than A
+    regressed: list[str]  # item ids where B scored lower
+    alpha: float = 0.05
+    a_name: str = "A"
+    b_name: str = "B"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < self.alpha
+
+    @property
+    def verdict(self) -> str:
+        pts = 100 * self.diff
+        pval = f"p = {self.p_value:.3g}" if self.p_value >= 0.001 else f"p = {self.p_value:.1e}"
+        detail = f"{self.test}, {len(self.improved)} vs {len(self.regressed)} flips, {self.n_items} items"
+        level = f"({100 * self.b_mean:.1f}% vs {100 * self.a_mean:.1f}%)"
+        a, b = self.a_name, self.b_name
+        if self.significant and self.diff > 0:
+            return f"{b} better than {a}: {pts:+.1f} points {level}, {pval} ({detail})"
+        if self.significant and self.diff < 0:
+            return f"{b} worse than {a}: {pts:+.1f} points {level}, {pval} ({detail})"
+        return f"no significant difference: {b} - {a} = {pts:+.1f} points {level}, {pval} ({detail})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "n_items": self.n_items,
+            "test": self.test,
+            "metric": self.metric,
+            "a": self.a_name,
+            "b": self.b_name,
+            "a_mean": self.a_mean,
+            "b_mean": self.b_mean,
+            "diff": self.diff,
+            "ci": list(self.ci),
+            "p_value": self.p_value,
+            "alpha": self.alpha,
+            "significant": self.significant,
+            "improved": self.improved,
+            "regressed": self.regressed,
+            "verdict": self.verdict,
+            "notes": self.notes,
+        }
+
+
+def _metric_name(r: EvalResult) -> str:
+    if not r.config.get("binary", True):
+        return "score"
+    return "accuracy" if r.n_samples == 1 else f"pass@1 ({r.n_samples} samples)"
+
+
+def compare(
+    a: EvalResult,
+    b: EvalResult,
+    alpha: float = 0.05,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    a_name: str = "A",
+    b_name: str = "B",
+) -> Comparison:
+    """Paired comparison of per-item scores of ``b`` against ``a`` (same task, same items).
+
+    The test is the exact McNemar test when both runs have 0/1 item scores, else the paired
+    bootstrap over items (``n_resamples``, ``seed``); the interval of the difference is always
+    the paired bootstrap's. Raises UserError for different tasks or different item sets.
+    """
+    wa, wb = a.path or a_name, b.path or b_name
+    if a.task != b.task:
+        raise UserError(f"cannot compare runs of different tasks: {wa} is {a.task!r}, {wb} is {b.task!r}")
+    ids_a = {r["id"]: r for r in a.records}
+    ids_b = {r["id"]: r for r in b.records}
+    if len(ids_a) != len(a.records) or len(ids_b) != len(b.records):
+        raise UserError("cannot compare: a result file lists the same item id twice")
+    if set(ids_a) != set(ids_b):
+        only_a = sorted(set(ids_a) - set(ids_b))
+        only_b = sorted(set(ids_b) - set(ids_a))
+        example = f"e.g. {only_a[0]!r} only in {wa}" if only_a else f"e.g. {only_b[0]!r} only in {wb}"
+        raise UserError(
+            f"cannot compare runs on different items: {len(only_a)} only in {wa}, {len(only_b)} only in {wb} ({example})"
+        )
+    for i, ra in ids_a.items():
+        if ra["item_hash"] != ids_b[i]["item_hash"]:
+            raise UserError(f"cannot compare: item {i!r} has different content in {wa} and {wb} (different data?)")
+    if a.config.get("binary") != b.config.get("binary"):
+        raise UserError(f"cannot compare a graded run with a pass/fail run ({wa} vs {wb})")
+    order = [r["id"] for r in a.records]
+    sa = [float(ids_a[i]["score"]) for i in order]
+    sb = [float(ids_b[i]["score"]) for i in order]
+    improved = [i for i, x, y in zip(order, sa, sb) if y > x]
+    regressed = [i for i, x, y in zip(order, sa, sb) if y < x]
+    boot = paired_bootstrap(sa, sb, n_resamples=n_resamples, seed=seed)
+    notes = []
+    for key in ("n_samples", "temperature", "max_new_tokens", "few_shot"):
+        if a.config.get(key) != b.config.get(key):
+            notes.append(f"{key} differs: {a.config.get(key)} vs {b.config.get(key)}")
+    if a.binary and b.binary:
+        test, p = "exact McNemar", mcnemar_exact(len(improved), len(regressed))
+    else:
+        test, p = "paired bootstrap", boot.p_value
+    metric = _metric_name(a) if _metric_name(a) == _metric_name(b) else f"{_metric_name(a)} vs {_metric_name(b)}"
+    n = len(order)
+    return Comparison(
+        task=a.task,
+        n_items=n,
+        test=test,
+        metric=metric,
+        a_mean=sum(sa) / n if n else 0.0,
+        b_mean=sum(sb) / n if n else 0.0,
+        diff=boot.mean_diff,
+        ci=(boot.ci_low, boot.ci_high),
+        p_value=p,
+        improved=improved,
+        regressed=regressed,
+        alpha=alpha,
+        a_name=a_name,
+        b_name=b_name,
+        notes=notes,
+    )

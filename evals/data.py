@@ -1,0 +1,147 @@
+"""Reading task rows from local files or the HF hub, remembering where each row came from.
+
+Every row carries its location (``file:line``) so a row that lacks a field is reported
+by name. Formats: JSON Lines (``.jsonl``), a JSON list or mapping of objects (``.json``),
+and tab- or comma-separated files with a header line (``.tsv``, ``.csv``).
+
+>>> import tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "rows.jsonl")
+>>> _ = open(path, "w").write('{"question": "1+1?", "answer": "2"}\\n{"question": "2+2?"}\\n')
+>>> rows = read_rows(path)
+>>> rows.rows[0]["answer"], rows.where[1]
+('2', 'rows.jsonl:2')
+>>> rows.require(["question", "answer"], task="demo")
+Traceback (most recent call last):
+...
+rltk.errors.UserError: rows.jsonl:2: row lacks field 'answer' (task demo needs question, answer)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from rltk.errors import UserError
+
+
+@dataclass
+class Rows:
+    """Task rows plus, for each, where it came from (``file:line`` or ``hub-id[split][i]``)."""
+
+    rows: list[dict[str, Any]]
+    where: list[str]
+    source: str  # the file or hub id, for the run's config
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def require(self, fields: Iterable[str], task: str) -> None:
+        """UserError naming the first row (file and line) that lacks one of ``fields`` or has it empty/null."""
+        fields = list(fields)
+        for row, where in zip(self.rows, self.where):
+            for f in fields:
+                if f not in row or row[f] is None:
+                    raise UserError(f"{where}: row lacks field {f!r} (task {task} needs {', '.join(fields)})")
+
+    def select(self, indices: Sequence[int]) -> "Rows":
+        return Rows([self.rows[i] for i in indices], [self.where[i] for i in indices], self.source, dict(self.extra))
+
+    def limited(self, limit: int | None, shuffle: bool = False, seed: int = 0) -> "Rows":
+        """The first ``limit`` rows, after a seeded shuffle when ``shuffle`` (same seed, same subset)."""
+        order = list(range(len(self.rows)))
+        if shuffle:
+            random.Random(f"rows-{seed}").shuffle(order)
+        if limit is not None:
+            if limit < 1:
+                raise UserError(f"--limit must be >= 1, got {limit}")
+            order = order[:limit]
+        return self.select(order)
+
+
+def read_rows(path: str | Path) -> Rows:
+    """Rows of a local ``.jsonl``, ``.json``, ``.tsv`` or ``.csv`` file; UserError naming file and line on bad input."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"data file not found: {path}")
+    name = p.name
+    suffix = p.suffix.lower()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    if suffix == ".jsonl":
+        rows, where = [], []
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{name}:{i}: invalid JSON: {e.msg}") from e
+            if not isinstance(obj, dict):
+                raise UserError(f"{name}:{i}: each line must be a JSON object, got {type(obj).__name__}")
+            rows.append(obj)
+            where.append(f"{name}:{i}")
+        return Rows(rows, where, str(p))
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{name}:{e.lineno}: invalid JSON: {e.msg}") from e
+        if isinstance(data, dict):  # {key: record} (e.g. plain_english_contracts' all_v1.json)
+            items = list(data.items())
+        elif isinstance(data, list):
+            items = [(f"[{i}]", v) for i, v in enumerate(data)]
+        else:
+            raise UserError(f"{name}: top level must be a list or a mapping of objects, got {type(data).__name__}")
+        rows, where = [], []
+        for key, obj in items:
+            loc = f"{name}:{key}" if key.startswith("[") else f"{name}:{key!r}"
+            if not isinstance(obj, dict):
+                raise UserError(f"{loc}: each record must be a JSON object, got {type(obj).__name__}")
+            rows.append(obj)
+            where.append(loc)
+        return Rows(rows, where, str(p))
+    if suffix in (".tsv", ".csv"):
+        delim = "\t" if suffix == ".tsv" else ","
+        lines = text.splitlines()
+        if not lines:
+            raise UserError(f"{name}: empty file (a header line is needed)")
+        # TSV files such as LegalBench's have no quoting; quotes inside text are literal characters
+        quoting = csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL
+        reader = csv.reader(lines, delimiter=delim, quoting=quoting)
+        header = [h.strip() for h in next(reader)]
+        if len(set(header)) != len(header) or not all(header):
+            raise UserError(f"{name}:1: header must name each column once, got {header}")
+        rows, where = [], []
+        for i, cells in enumerate(reader, start=2):
+            if not cells or all(not c.strip() for c in cells):
+                continue
+            if len(cells) != len(header):
+                raise UserError(f"{name}:{i}: expected {len(header)} fields ({', '.join(header)}), got {len(cells)}")
+            rows.append(dict(zip(header, cells)))
+            where.append(f"{name}:{i}")
+        return Rows(rows, where, str(p))
+    raise UserError(f"{name}: unknown data format {suffix or '(no extension)'} (use .jsonl, .json, .tsv or .csv)")
+
+
+def load_hub_rows(hub_id: str, split: str, config: str | None = None) -> Rows:
+    """Rows of a hub dataset through ``datasets.load_dataset`` (for users online). Offline, or with
+    an unknown id, the error says to pass ``--data`` with a local copy."""
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(hub_id, config, split=split) if config else datasets.load_dataset(hub_id, split=split)
+    except Exception as e:  # network, auth, unknown id: all the same advice
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(
+            f"cannot load hub dataset {hub_id!r} (split {split}): {first[:200]}; "
+            "offline? pass --data PATH with a local JSONL copy"
+        ) from e
+    rows = [dict(r) for r in ds]
+    return Rows(rows, [f"{hub_id}[{split}][{i}]" for i in range(len(rows))], f"hub:{hub_id}:{split}")

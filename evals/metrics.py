@@ -1,0 +1,128 @@
+"""Per-run metrics as pure functions: Wilson intervals, unbiased pass@k, maj@k, macro-F1.
+
+Each function takes plain numbers or lists (no model, no I/O) so it can be checked
+against hand-computed values.
+
+>>> round(pass_at_k(n=4, c=1, k=2), 4)   # 1 - C(3,2)/C(4,2) = 1 - 3/6
+0.5
+>>> [round(x, 4) for x in wilson_interval(8, 10)]
+[0.4902, 0.9433]
+>>> majority_correct(["7", "5", "7", None], [True, False, True, False])
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Sequence
+
+from rltk.errors import UserError
+
+Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
+
+
+def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default).
+
+    Better than the normal ("Wald") interval near 0 and 1 and for small n: it never leaves
+    [0, 1] and does not collapse to a point when all items pass or fail (Wilson 1927;
+    Brown, Cai & DasGupta 2001). ``n == 0`` gives the uninformative (0, 1).
+
+    ``successes`` may be fractional: the sum of per-item scores in [0, 1] (e.g. per-item pass@1).
+    A score in [0, 1] with mean p has variance at most p(1 - p), so treating each item as one
+    Bernoulli trial gives a conservative interval for the mean item score.
+    """
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_interval(values: Sequence[float], z: float = Z95) -> tuple[float, float]:
+    """95% interval for the mean of per-item scores in [0, 1] (per-item pass@1, graded scores):
+    the Wilson interval with the scores' sum as successes — conservative (see
+    :func:`wilson_interval`), and unlike the normal interval it does not collapse to a point
+    when every item scores 0 or 1."""
+    if any(not 0.0 <= v <= 1.0 for v in values):
+        raise ValueError("mean_interval needs scores in [0, 1]")
+    return wilson_interval(float(sum(values)), len(values), z)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``n`` samples of which ``c`` are correct (Chen et al. 2021, "Evaluating
+    Large Language Models Trained on Code", eq. 1): ``1 - C(n-c, k) / C(n, k)``, computed as a
+    product so it never overflows.
+
+    The probability that at least one of ``k`` samples drawn without replacement from the ``n``
+    is correct. ``k > n`` is a user error (the estimator is undefined there).
+    """
+    if k < 1:
+        raise UserError(f"pass@k needs k >= 1, got k={k}")
+    if k > n:
+        raise UserError(f"pass@{k} needs at least {k} samples per item, got {n} (raise --samples or lower --k)")
+    if not 0 <= c <= n:
+        raise ValueError(f"need 0 <= c <= n, got c={c}, n={n}")
+    if n - c < k:
+        return 1.0
+    prob_all_wrong = 1.0
+    for i in range(n - c + 1, n + 1):
+        prob_all_wrong *= 1.0 - k / i
+    return 1.0 - prob_all_wrong
+
+
+def majority_correct(answers: Sequence[str | None], correct: Sequence[bool]) -> bool:
+    """Is the most common extracted answer correct? Ties go to the answer seen first; samples with
+    no extracted answer (None) do not vote; all None counts as wrong."""
+    votes = Counter(a for a in answers if a is not None)
+    if not votes:
+        return False
+    top = max(votes.values())
+    winner = next(a for a in answers if a is not None and votes[a] == top)
+    return bool(correct[list(answers).index(winner)])
+
+
+def majority_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int) -> float:
+    """maj@k of one item from its ``n`` samples: the mean of ``majority_correct`` over the
+    ``n // k`` disjoint consecutive chunks of ``k`` samples (one chunk when k == n)."""
+    n = len(answers)
+    if k < 1 or k > n:
+        raise UserError(f"maj@{k} needs 1 <= k <= samples per item ({n})")
+    chunks = n // k
+    return sum(majority_correct(answers[j * k : (j + 1) * k], correct[j * k : (j + 1) * k]) for j in range(chunks)) / chunks
+
+
+def default_ks(n_samples: int) -> list[int]:
+    """1, 2, 4, ... up to n, plus n itself: the ks reported when the user names none."""
+    ks = [k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= n_samples]
+    if n_samples not in ks:
+        ks.append(n_samples)
+    return ks
+
+
+def classification_report(gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str]) -> dict:
+    """Per-class accuracy (recall), precision and F1, plus macro-F1 over ``labels``.
+
+    A prediction that is not one of ``labels`` (None) counts as wrong for its gold class and as
+    a prediction of no class. Macro-F1 averages F1 over the labels that occur in ``gold`` or in
+    ``pred`` (sklearn's convention for ``labels=None``), so classes absent from a ``--limit``
+    slice do not drag the mean to zero.
+    """
+    per_class: dict[str, dict[str, float]] = {}
+    seen = [lab for lab in labels if lab in set(gold) or lab in set(pred)]
+    for lab in labels:
+        tp = sum(1 for g, p in zip(gold, pred) if g == lab and p == lab)
+        support = sum(1 for g in gold if g == lab)
+        predicted = sum(1 for p in pred if p == lab)
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[lab] = {"support": support, "predicted": predicted, "accuracy": recall, "precision": precision, "f1": f1}
+    macro = sum(per_class[lab]["f1"] for lab in seen) / len(seen) if seen else 0.0
+    return {"per_class": per_class, "macro_f1": macro, "labels_averaged": seen}
