@@ -86,11 +86,12 @@ class ModeResult:
     label: str
     step_s: float  # median wall seconds per step
     tokens_per_step: float
-    wait_s: float  # median time a step waited on rollouts (submit + collect)
+    wait_s: float  # median time a step waited on rollouts (submit + collect, + a pipelined sync's wait for them)
     learn_s: float  # median of the loop's learn phase (includes the sync)
     sync_s: float | None
     sync_bytes: float | None
     threads: str
+    load: float  # 1-minute load average when the mode finished (other processes on the same cores)
 
     @property
     def tokens_per_s(self) -> float:
@@ -145,11 +146,13 @@ def run_mode(args: argparse.Namespace, label: str, workers: int, pipeline: bool,
         label=label,
         step_s=statistics.median(periods) if periods else float("nan"),
         tokens_per_step=statistics.median(r["generated_tokens"] for r in hist),
-        wait_s=statistics.median(clock.waits[args.warmup:]),
-        learn_s=statistics.median(r["seconds/learn"] for r in hist),
+        wait_s=statistics.median(w + (r.get("sync_wait_seconds") or 0.0)
+                                 for w, r in zip(clock.waits[args.warmup:], hist)),
+        learn_s=statistics.median(r["seconds/learn"] - (r.get("sync_wait_seconds") or 0.0) for r in hist),
         sync_s=statistics.median(syncs) if syncs else None,
         sync_bytes=statistics.median(sizes) if sizes else None,
         threads=threads,
+        load=os.getloadavg()[0],
     )
 
 
@@ -197,7 +200,7 @@ def main() -> None:
     from rltk.models import LoraSettings, footprint_bytes, load_policy, trainable_state
     from rltk.ray_utils import connect
 
-    console = Console()
+    console = Console(width=150)
     cores = os.cpu_count() or 1
     console.print(f"[bold]machine[/bold]: {cores} CPU cores (os.cpu_count), {len(os.sched_getaffinity(0))} usable; "
                   f"load average {os.getloadavg()[0]:.2f} at start; torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -240,12 +243,12 @@ def main() -> None:
     base = next((r for r in results if r.label.startswith("in-process (baseline)")), None)
     t = Table(title=f"GRPO step throughput on {cores} CPU cores (medians over {args.steps} steps)")
     for col in ("mode", "threads", "s / step", "rollout tokens / s", "vs in-process", "wait for rollouts s",
-                "learn + sync s"):
+                "learn + sync s", "load avg"):
         t.add_column(col, justify="left" if col in ("mode", "threads") else "right")
     for r in results:
         ratio = f"{r.tokens_per_s / base.tokens_per_s:.2f}x" if base else "-"
         t.add_row(r.label, r.threads, f"{r.step_s:.2f}", f"{r.tokens_per_s:.1f}", ratio, f"{r.wait_s:.2f}",
-                  f"{r.learn_s:.2f}")
+                  f"{r.learn_s:.2f}", f"{r.load:.1f}")
     console.print(t)
     console.print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes share these cores)")
 

@@ -129,7 +129,7 @@ def compare(
     regressed = [i for i, x, y in zip(order, sa, sb) if y < x]
     boot = paired_bootstrap(sa, sb, n_resamples=n_resamples, seed=seed)
     notes = []
-    for key in ("n_samples", "temperature", "max_new_tokens", "few_shot"):
+    for key in ("n_samples", "temperature", "max_new_tokens", "few_shot", "dtype"):
         if a.config.get(key) != b.config.get(key):
             notes.append(f"{key} differs: {a.config.get(key)} vs {b.config.get(key)}")
     if a.binary and b.binary:

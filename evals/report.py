@@ -122,10 +122,21 @@ def result_markdown(result: EvalResult, examples: int = 5) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _describe_run(r: EvalResult) -> str:
+    cfg = r.config
+    parts = [f"`{cfg.get('model')}`" + (f" + `{cfg['adapter']}`" if cfg.get("adapter") else "")]
+    if cfg.get("dtype"):
+        parts.append(str(cfg["dtype"]))
+    parts.append("greedy" if cfg.get("n_samples") == 1 and not cfg.get("temperature") else f"{cfg.get('n_samples')} samples, T={cfg.get('temperature')}")
+    if r.path:
+        parts.append(f"`{r.path}`")
+    return ", ".join(parts)
+
+
 def comparison_markdown(c: Comparison, a: EvalResult, b: EvalResult, max_items: int = 20) -> str:
     lines = [f"# Compare: {c.task}", "", f"**{c.verdict}**", "", "| | value |", "|---|---|"]
-    lines.append(f"| {c.a_name} | {_pct(c.a_mean)} (`{a.config.get('model')}`{' + ' + str(a.config['adapter']) if a.config.get('adapter') else ''}) |")
-    lines.append(f"| {c.b_name} | {_pct(c.b_mean)} (`{b.config.get('model')}`{' + ' + str(b.config['adapter']) if b.config.get('adapter') else ''}) |")
+    lines.append(f"| {c.a_name} | {_pct(c.a_mean)} ({_describe_run(a)}) |")
+    lines.append(f"| {c.b_name} | {_pct(c.b_mean)} ({_describe_run(b)}) |")
     lines.append(f"| difference | {100 * c.diff:+.1f} points, 95% CI [{100 * c.ci[0]:+.1f}, {100 * c.ci[1]:+.1f}] |")
     lines.append(f"| test | {c.test}, p = {c.p_value:.4g} |")
     lines.append(f"| flips | {len(c.improved)} improved, {len(c.regressed)} regressed |")

@@ -88,6 +88,7 @@ class GRPOConfig:
     mask_truncated: bool = False  # completions cut by max_new_tokens get no loss (DAPO overlong filtering)
     dynamic_sampling: bool = False  # DAPO: drop groups with equal rewards, draw more prompts to fill the batch
     max_draw_factor: float = 4.0  # dynamic sampling: at most this x prompts_per_step prompts drawn per step
+    dense_base: bool = True  # CPU: frozen base weights as dense bf16, 4-bit dequantized once (see rltk.learner)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.prompts_per_step < 1 or self.mu < 1:
@@ -666,7 +667,8 @@ def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | No
     if policy is None:
         policy = policy_from_config(cfg.model, adapter=init_adapter, trainable=True)
     g = cfg.grpo
-    learner = Learner(policy, g.optim(), total_steps=g.steps * g.mu, reference=g.kl_reference)
+    learner = Learner(policy, g.optim(), total_steps=g.steps * g.mu, reference=g.kl_reference,
+                      dense_base=None if g.dense_base else False)
     stream = PromptStream(len(data), seed=cfg.seed)
     start = 0
     if ckpt is not None:

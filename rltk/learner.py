@@ -6,9 +6,15 @@
 * Micro-batches with gradient accumulation: memory is bounded by ``micro_batch_size``
   sequences, whatever ``G`` or the number of prompts per step. Sequences are sorted by length
   before they are cut into micro-batches, so little compute is spent on padding.
-* Log-probs are computed only on completion positions (``logits_to_keep``) and one row at a
-  time in fp32 (:func:`selective_log_probs`), never a full-vocabulary fp32 log-softmax over the
-  whole batch.
+* Log-probs are computed only on completion positions and one row at a time in fp32
+  (:func:`selective_log_probs`), never a full-vocabulary fp32 log-softmax over the whole batch.
+* The ``G`` completions of a prompt share its forward pass (:func:`shared_prompt_log_probs`): the
+  prompt runs once, its KV cache (with gradient) is repeated ``G`` times and the completions run
+  on top, exactly as if each sequence ran alone. Arithmetic prompts are ~2/3 of a sequence, so
+  this cuts the learner's tokens by ~2.5x for G = 8.
+* On CPU the frozen base weights are held as dense bf16 (:func:`dense_frozen_base`): a 4-bit base
+  is dequantized once (bitsandbytes' CPU 4-bit matmul is 10-50x slower), and an fp32 base is
+  stored at the precision autocast computes with anyway, so it is not re-cast at every forward.
 * ``mu`` inner iterations reuse the same rollouts. On-policy rollouts need no extra forward for
   the old log-probs: in the first iteration the parameters are still those that sampled, so the
   old log-probs are the current ones detached (ratio 1, with gradient); they are kept for the
@@ -27,6 +33,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
@@ -34,7 +41,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 
 from rltk.loss import AGGREGATIONS, BatchTotals, LossParts, grpo_loss
-from rltk.models import Policy
+from rltk.models import Policy, compute_dtype
 
 
 @dataclass(frozen=True)
@@ -116,13 +123,19 @@ class MicroBatch:
     behaviour: torch.Tensor  # [n, T] stored sampler log-probs (0 where on-policy)
     stale: torch.Tensor  # [n] bool, True where the behaviour log-probs are the old ones
     rows: list[int]  # positions in the TrainBatch
+    shared_prompt: list[int] | None = None  # set: every row has this prompt, run once (shared_prompt_log_probs)
+    completions: list[list[int]] | None = None  # the rows' completions (the shared-prompt path needs them)
+    pad_id: int = 0
 
 
 def collate(prompts: Sequence[list[int]], completions: Sequence[list[int]], pad_id: int, device: torch.device,
             advantages: Sequence[float] | None = None, behaviour: Sequence[list[float] | None] | None = None,
-            rows: list[int] | None = None) -> MicroBatch:
+            rows: list[int] | None = None, share_prompt: bool = False) -> MicroBatch:
     """``[pad… prompt | completion …pad]``: prompts left-padded, completions right-padded, so every
-    completion starts at the same column and ``logits_to_keep`` can cut the logits to completion positions."""
+    completion starts at the same column and ``logits_to_keep`` can cut the logits to completion positions.
+    ``share_prompt`` (all prompts equal): the forward runs the prompt once (:func:`shared_prompt_log_probs`)."""
+    if share_prompt and any(p != prompts[0] for p in prompts):
+        raise ValueError("share_prompt needs one prompt for every row")
     n = len(prompts)
     p_len = max(len(p) for p in prompts)
     t_len = max(max(len(c) for c in completions), 1)
@@ -143,7 +156,8 @@ def collate(prompts: Sequence[list[int]], completions: Sequence[list[int]], pad_
     pos = (attn.cumsum(-1) - 1).clamp(min=0)  # [n, P+T] left padding: real tokens count from 0
     adv = torch.tensor(list(advantages) if advantages is not None else [0.0] * n, dtype=torch.float32)  # [n]
     return MicroBatch(ids.to(device), attn.to(device), pos.to(device), ids[:, p_len:].to(device), mask.to(device),
-                      adv.to(device), beh.to(device), stale.to(device), rows if rows is not None else list(range(n)))
+                      adv.to(device), beh.to(device), stale.to(device), rows if rows is not None else list(range(n)),
+                      list(prompts[0]) if share_prompt else None, [list(c) for c in completions], pad_id)
 
 
 def selective_log_probs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -158,11 +172,94 @@ def selective_log_probs(logits: torch.Tensor, targets: torch.Tensor, temperature
 
 def completion_log_probs(model: Any, mb: MicroBatch, temperature: float = 1.0) -> torch.Tensor:
     """Per-token log-probs [n, T] of the micro-batch's completion tokens under ``model``."""
+    if mb.shared_prompt is not None:
+        return shared_prompt_log_probs(model, mb.shared_prompt, mb.completions, mb.pad_id, temperature)[0]
     t_len = mb.targets.shape[1]
     out = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, position_ids=mb.position_ids,
                 use_cache=False, logits_to_keep=t_len + 1)
     logits = out.logits[:, :-1, :]  # [n, T, V]: position j predicts completion token j
     return selective_log_probs(logits, mb.targets, temperature)
+
+
+def _hf_model(model: Any) -> Any:
+    # peft injects the LoRA layers in place: calling the wrapped transformers model applies them
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _cache_kwarg(hf_model: Any) -> str:
+    return "cache" if "cache" in inspect.signature(hf_model.forward).parameters else "past_key_values"
+
+
+def shared_prompt_log_probs(model: Any, prompt_ids: list[int], completions: Sequence[list[int]], pad_id: int,
+                            temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs [n, T] (and mask [n, T]) of ``n`` completions of one prompt, the prompt run once.
+
+    The prompt's KV cache keeps its gradient, so LoRA still learns through the prompt positions:
+    the result (and its gradient) is that of ``n`` separate ``prompt + completion`` forwards.
+    """
+    from transformers import DynamicCache
+
+    hf = _hf_model(model)
+    dev = next(hf.parameters()).device
+    n, p_len = len(completions), len(prompt_ids)
+    t_len = max(max(len(c) for c in completions), 1)
+    cache = DynamicCache(config=hf.config)
+    ck = _cache_kwarg(hf)
+    out = hf(input_ids=torch.tensor([prompt_ids], device=dev), use_cache=True, logits_to_keep=1, **{ck: cache})
+    first = out.logits[:, -1:, :]  # [1, 1, V] predicts completion token 0
+    if n > 1:
+        cache.batch_repeat_interleave(n)
+    ids = torch.full((n, t_len), pad_id, dtype=torch.long, device=dev)  # [n, T]
+    mask = torch.zeros((n, t_len), device=dev)  # [n, T]
+    for i, c in enumerate(completions):
+        ids[i, :len(c)] = torch.tensor(c, device=dev)
+        mask[i, :len(c)] = 1.0
+    attn = torch.cat([torch.ones((n, p_len), dtype=torch.long, device=dev), mask.long()], dim=1)  # [n, P+T]
+    pos = (p_len + torch.arange(t_len, device=dev)).expand(n, t_len)  # [n, T]
+    if t_len > 1:
+        out = hf(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=True, **{ck: cache})
+        logits = torch.cat([first.expand(n, 1, first.shape[-1]), out.logits], dim=1)  # [n, T, V]
+    else:
+        logits = first.expand(n, 1, first.shape[-1])  # [n, 1, V]
+    return selective_log_probs(logits, ids, temperature), mask
+
+
+def dense_frozen_base(model: Any, dtype: torch.dtype = torch.bfloat16) -> int:
+    """Hold every frozen linear weight of the base as a dense ``dtype`` tensor (CPU training).
+
+    bitsandbytes 4-bit (NF4) layers are dequantized once, to exactly the weights QLoRA computes with;
+    fp32 weights are stored at the precision autocast would cast them to at every forward. Tied
+    output embeddings (shared with the input embedding) are left alone. Returns layers converted.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    converted = 0
+    out_emb = _hf_model(model).get_output_embeddings()
+    tied = out_emb is not None and out_emb.weight is _hf_model(model).get_input_embeddings().weight
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            w = getattr(child, "weight", None)
+            if w is None or w.requires_grad or isinstance(child, LoraLayer) or (tied and child is out_emb):
+                continue
+            if w.__class__.__name__ == "Params4bit":
+                import bitsandbytes.functional as bnbF
+
+                dense = torch.nn.Linear(child.in_features, child.out_features, bias=child.bias is not None,
+                                        device=w.device, dtype=dtype)
+                data, state = w.data, w.quant_state
+                if getattr(state, "packing_format_for_cpu", False):  # bnb repacked it for its CPU kernel
+                    data, state = bnbF._convert_weight_packed_for_cpu_inverse(data, state)
+                with torch.no_grad():
+                    dense.weight.copy_(bnbF.dequantize_4bit(data, state).to(dtype))
+                    if child.bias is not None:
+                        dense.bias.copy_(child.bias.to(dtype))
+                dense.requires_grad_(False)
+                setattr(parent, name, dense)
+                converted += 1
+            elif isinstance(child, torch.nn.Linear) and w.dtype != dtype and w.dtype.is_floating_point:
+                child.to(dtype)
+                converted += 1
+    return converted
 
 
 @dataclass
@@ -183,9 +280,12 @@ class UpdateStats:
 class Learner:
     """AdamW over the policy's trainable parameters; see the module docstring."""
 
-    def __init__(self, policy: Policy, optim: OptimConfig, total_steps: int, reference: Literal["base", "init"] = "base"):
+    def __init__(self, policy: Policy, optim: OptimConfig, total_steps: int, reference: Literal["base", "init"] = "base",
+                 dense_base: bool | None = None):
         if reference not in ("base", "init"):
             raise ValueError(f"reference must be 'base' or 'init', got {reference!r}")
+        if dense_base if dense_base is not None else policy.device.type == "cpu":  # see dense_frozen_base
+            dense_frozen_base(policy.model, compute_dtype(policy.device))
         self.policy = policy
         self.model = policy.model
         self.optim = optim
@@ -247,13 +347,10 @@ class Learner:
         if not keep:
             total.skipped = "no learning signal (every advantage is 0)"
             return total
-        keep.sort(key=lambda i: len(batch.prompt_ids[i]) + len(batch.completion_ids[i]))  # length bucketing
-        size = self.optim.micro_batch_size
-        chunks = [keep[k:k + size] for k in range(0, len(keep), size)]
         pad = self.policy.tokenizer.pad_token_id
         micro = [collate([batch.prompt_ids[i] for i in c], [batch.completion_ids[i] for i in c], pad, self.policy.device,
-                         [batch.advantages[i] for i in c], [batch.behaviour_logprobs[i] for i in c], rows=c)
-                 for c in chunks]
+                         [batch.advantages[i] for i in c], [batch.behaviour_logprobs[i] for i in c], rows=c, share_prompt=shared)
+                 for c, shared in self.plan_micro_batches(batch, keep)]
         aggregate = AGGREGATIONS.get(cfg.loss_agg)
         old: dict[int, torch.Tensor] = {}  # micro-batch -> old log-probs [n, T]
         ref: dict[int, torch.Tensor] = {}  # micro-batch -> reference log-probs [n, T]
@@ -284,6 +381,22 @@ class Learner:
         total.sequences = len(keep)
         total.tokens = tokens
         return total
+
+    def plan_micro_batches(self, batch: TrainBatch, rows: list[int]) -> list[tuple[list[int], bool]]:
+        """Cut ``rows`` into micro-batches of at most ``micro_batch_size`` sequences: the completions of one
+        prompt together (its prompt then runs once), else sorted by length (little padding).
+        Gradient checkpointing disables the KV cache in training, so it takes the padded path."""
+        size = self.optim.micro_batch_size
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i in rows:
+            groups.setdefault(tuple(batch.prompt_ids[i]), []).append(i)
+        hf = _hf_model(self.model)
+        checkpointing = bool(getattr(hf, "is_activation_checkpointing", getattr(hf, "is_gradient_checkpointing", False)))
+        if not checkpointing and any(len(g) > 1 for g in groups.values()):
+            chunks = [g[k:k + size] for g in groups.values() for k in range(0, len(g), size)]
+            return [(c, len(c) > 1) for c in chunks]
+        ordered = sorted(rows, key=lambda i: len(batch.prompt_ids[i]) + len(batch.completion_ids[i]))  # length bucketing
+        return [(ordered[k:k + size], False) for k in range(0, len(ordered), size)]
 
     @torch.no_grad()
     def reference_log_probs(self, mb: MicroBatch, temperature: float) -> torch.Tensor:
@@ -325,6 +438,8 @@ __all__ = [
     "UpdateStats",
     "collate",
     "completion_log_probs",
+    "dense_frozen_base",
+    "shared_prompt_log_probs",
     "lr_at",
     "selective_log_probs",
 ]

@@ -55,6 +55,7 @@ class SFTConfig:
     micro_batch_size: int = 8
     max_length: int = 1024  # prompt + completion tokens; longer rows are an error naming the row
     length_window: int = 64  # batches per sorting window of the length bucketing
+    dense_base: bool = True  # CPU: frozen base weights as dense bf16, 4-bit dequantized once (see rltk.learner)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -155,7 +156,7 @@ def train_sft(cfg: SFTJobConfig, *, policy: Policy | None = None, live: bool | N
     examples = encode_examples(data, tok, eos_token_ids(policy)[0] if tok.eos_token_id is None else tok.eos_token_id,
                                cfg.sft.max_length)
     s = cfg.sft
-    learner = Learner(policy, s.optim(), total_steps=s.steps)
+    learner = Learner(policy, s.optim(), total_steps=s.steps, dense_base=None if s.dense_base else False)
     rng = random.Random(f"sft-{cfg.seed}")
     lengths = [len(e.prompt_ids) + len(e.completion_ids) for e in examples]
     log = MetricsLog(run_dir)

@@ -174,6 +174,16 @@ def test_bad_worker_settings_are_one_line_user_errors(ray_session, tmp_path):
         RayRollouts(DIST, replace(TINY, device="cuda"), SAMPLING)
 
 
+def test_workers_the_cluster_cannot_place_are_a_user_error(ray_session, monkeypatch):
+    import ray
+
+    monkeypatch.setattr("rltk.distributed.PLACEMENT_TIMEOUT_S", 1.0)
+    with pytest.raises(UserError, match=r"cannot place 2 rollout workers of \{.*'gpu_a100': 1.0\} each .* free"):
+        RayRollouts(replace(DIST, resources_per_worker={"gpu_a100": 1.0}), TINY, SAMPLING)
+    states = [pg["state"] for pg in ray.util.placement_group_table().values()]
+    assert "REMOVED" in states and "PENDING" not in states  # the unplaceable group was withdrawn, not left waiting
+
+
 def test_the_starting_adapter_is_shipped_to_workers_not_read_from_the_drivers_disk(ray_session, tmp_path):
     pol, state = perturbed_learner(scale=0.5, seed=5)
     pol.model.save_pretrained(str(tmp_path / "sft-adapter"))

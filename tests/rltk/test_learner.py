@@ -77,7 +77,7 @@ def test_micro_batched_skipping_update_equals_the_naive_full_batch_gradient(fp32
     advantages = [1.0, 0.0, -0.5, 0.0]
     cfg = LossConfig(loss_agg=loss_agg)
     a, b = _policy(), _policy()
-    learner = Learner(a, OptimConfig(lr=1e-2, micro_batch_size=1, max_grad_norm=0), total_steps=10)
+    learner = Learner(a, OptimConfig(lr=1e-2, micro_batch_size=1, max_grad_norm=0), total_steps=10, dense_base=False)
     got = _grads_at_step(learner)
     stats = learner.grpo_update(_batch(advantages), cfg, step=0)
     assert stats.applied == 1 and stats.skipped is None and stats.sequences == 2
@@ -89,7 +89,8 @@ def test_micro_batched_skipping_update_equals_the_naive_full_batch_gradient(fp32
 
 def test_micro_batch_size_does_not_change_the_gradient(fp32):
     a, b = _policy(), _policy()
-    la, lb = Learner(a, OptimConfig(micro_batch_size=1), 10), Learner(b, OptimConfig(micro_batch_size=3), 10)
+    la = Learner(a, OptimConfig(micro_batch_size=1), 10, dense_base=False)
+    lb = Learner(b, OptimConfig(micro_batch_size=3), 10, dense_base=False)
     ga, gb = _grads_at_step(la), _grads_at_step(lb)
     la.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
     lb.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
@@ -98,11 +99,70 @@ def test_micro_batch_size_does_not_change_the_gradient(fp32):
 
 
 def test_gradients_are_clipped_to_max_grad_norm(fp32):
-    learner = Learner(_policy(), OptimConfig(max_grad_norm=1e-3), 10)
+    learner = Learner(_policy(), OptimConfig(max_grad_norm=1e-3), 10, dense_base=False)
     grads = _grads_at_step(learner)
     stats = learner.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
     assert stats.grad_norm > 1e-3  # the norm before clipping is reported
     assert torch.sqrt(sum((g ** 2).sum() for g in grads)).item() == pytest.approx(1e-3, rel=1e-4)
+
+
+def _group_batch(advantages):
+    """Two prompts with three completions each, as GRPO produces them."""
+    prompts = [PROMPTS[0]] * 3 + [PROMPTS[2]] * 3
+    comps = [[20, 21, 22], [23], [24, 25], [26, 27, 28, 29], [30, 31], [32]]
+    mask = torch.zeros(6, 4)
+    for i, c in enumerate(comps):
+        mask[i, :len(c)] = 1
+    return TrainBatch([list(p) for p in prompts], comps, list(advantages), [None] * 6, BatchTotals.of(mask, max_tokens=6))
+
+
+def test_shared_prompt_forward_equals_separate_sequences(fp32):
+    pol = _policy()
+    comps = [[20, 21, 22], [23], [24, 25, 26, 27]]
+    shared = collate([PROMPTS[2]] * 3, comps, pol.tokenizer.pad_token_id, pol.device, share_prompt=True)
+    padded = collate([PROMPTS[2]] * 3, comps, pol.tokenizer.pad_token_id, pol.device)
+    a = completion_log_probs(pol.model, shared)
+    b = completion_log_probs(pol.model, padded)
+    torch.testing.assert_close(a * padded.mask, b * padded.mask, rtol=0, atol=1e-5)
+    params = [p for p in pol.model.parameters() if p.requires_grad]
+    ga = torch.autograd.grad((a * padded.mask).sum(), params)
+    gb = torch.autograd.grad((b * padded.mask).sum(), params)
+    for x, y in zip(ga, gb):  # LoRA learns through the prompt's (shared) positions too
+        _assert_close_to_fp32_rounding(x, y)
+    with pytest.raises(ValueError, match="one prompt"):
+        collate([PROMPTS[0], PROMPTS[1]], comps[:2], 0, pol.device, share_prompt=True)
+
+
+def test_groups_share_micro_batches_and_the_gradient_is_unchanged(fp32):
+    advantages = [1.0, -0.5, -0.5, 0.7, 0.0, -0.7]
+    a, b = _policy(), _policy()
+    learner = Learner(a, OptimConfig(micro_batch_size=2, max_grad_norm=0), 10, dense_base=False)
+    plan = learner.plan_micro_batches(_group_batch(advantages), [0, 1, 2, 3, 5])
+    assert plan == [([0, 1], True), ([2], False), ([3, 5], True)]  # one prompt per micro-batch, at most 2 rows
+    got = _grads_at_step(learner)
+    learner.grpo_update(_group_batch(advantages), LossConfig(loss_agg="token"), 0)
+    want = _naive_grads(b, _group_batch(advantages), LossConfig(loss_agg="token"))
+    for g, w in zip(got, want):
+        _assert_close_to_fp32_rounding(g, w)
+
+
+def test_dense_frozen_base_computes_what_qlora_computes():
+    from rltk.learner import dense_frozen_base
+    from rltk.models import load_policy
+
+    pol = load_policy("tiny-random", quant="nf4", lora=LoraSettings(r=4))
+    mb = collate(PROMPTS, COMPLETIONS, pol.tokenizer.pad_token_id, pol.device)
+    with torch.no_grad(), pol.autocast():
+        want = completion_log_probs(pol.model, mb)
+    assert dense_frozen_base(pol.model) == 14  # 2 layers x 7 adapted linears
+    import bitsandbytes as bnb
+
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in pol.model.modules())
+    with torch.no_grad(), pol.autocast():
+        got = completion_log_probs(pol.model, mb)
+    torch.testing.assert_close(got, want, rtol=0, atol=0.02)  # the same weights; bf16 kernels differ slightly
+    assert all(p.dtype == torch.float32 for p in pol.model.parameters() if p.requires_grad)  # LoRA stays fp32
+    assert dense_frozen_base(pol.model) == 0  # idempotent
 
 
 def test_kl_is_zero_when_adapters_are_zero():
