@@ -217,14 +217,19 @@ class SandboxPool:
 
     def _run_chunk(self, target: Target, items: list, timeout_s: float) -> list[Outcome]:
         results: list[Outcome] = []
+        dead_before_start = 0
         while len(results) < len(items):
             w = self._idle.get()
             try:
                 got = w.run_chunk(target, items[len(results):], timeout_s)
             except WorkerDied as e:
+                # The worker was gone before it received this item (killed from outside while idle,
+                # or failed to start): the item itself is not to blame, so it gets a fresh worker.
                 self.replaced += 1
                 self._spawn()
-                results.append(Outcome(False, error=str(e)))
+                dead_before_start += 1
+                if dead_before_start > 2:
+                    results.append(Outcome(False, error=str(e)))
                 continue
             results.extend(got)
             if w.alive():
