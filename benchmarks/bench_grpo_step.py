@@ -32,10 +32,13 @@ from pathlib import Path
 
 TRL_SECONDS, TRL_RSS_MB = 30.9, 5200.0
 CONFIGS = {
-    # name: (quant, sampler)
-    "qlora-nf4": ("nf4", "auto"),
-    "lora-fp32": ("none", "auto"),
-    "naive-fp32-shared": ("none", "shared"),  # samples with the training model itself (merged LoRA, autocast)
+    # name: (quant, sampler, micro_batch_size, dense_base)
+    "qlora-nf4": ("nf4", "auto", 4, True),  # the main job's setting
+    "qlora-nf4-mb8": ("nf4", "auto", 8, True),  # faster learner, more memory
+    "lora-fp32": ("none", "auto", 4, True),
+    # the naive loop: sample with the training model itself (unmerged LoRA, autocast re-casting fp32 weights
+    # every step) and train on the fp32 base (autocast casts every weight at every forward)
+    "naive-fp32": ("none", "shared", 8, False),
 }
 
 
@@ -68,13 +71,13 @@ def run_one(name: str, steps: int, out: str) -> None:
     from rltk.grpo import GRPOJobConfig, train
     from rltk.models import policy_from_config
 
-    quant, sampler = CONFIGS[name]
+    quant, sampler, micro, dense_base = CONFIGS[name]
     cfg = from_dict(GRPOJobConfig, {
         "model": {"spec": "smollm2-135m", "quant": quant, "lora": {"r": 16, "alpha": 32, "target_modules": "all-linear"}},
         "data": {"source": "arithmetic", "limit": 500,
                  "system_prompt": "Solve the problem. Finish your reply with a last line of the form '#### <answer>'."},
         "sampling": {"group_size": 8, "max_new_tokens": 48, "temperature": 1.0, "sampler": sampler},
-        "grpo": {"steps": steps, "prompts_per_step": 4, "lr": 1e-5, "micro_batch_size": 8},
+        "grpo": {"steps": steps, "prompts_per_step": 4, "lr": 1e-5, "micro_batch_size": micro, "dense_base": dense_base},
         "rewards": [{"name": "math_answer", "label": "correct"},
                     {"name": "format_answer", "label": "format", "weight": 0.5},
                     {"name": f"{Path(__file__).resolve()}:length_shaping", "label": "length", "weight": 0.1}],
@@ -102,22 +105,29 @@ def run_one(name: str, steps: int, out: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--configs", nargs="*", default=["qlora-nf4", "lora-fp32"], choices=list(CONFIGS))
+    ap.add_argument("--configs", nargs="*", default=["qlora-nf4", "qlora-nf4-mb8", "lora-fp32"], choices=list(CONFIGS))
     ap.add_argument("--naive", action="store_true", help="also run the naive baseline (slow: ~1 min per step)")
+    ap.add_argument("--omp-wait", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "default"],
+                    help="OMP_WAIT_POLICY of the runs (PASSIVE: OpenMP threads sleep at barriers instead of spinning; "
+                         "on a machine shared with other busy processes spinning made steps up to 50x slower)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         run_one(args.one, args.steps, args.out)
         return
-    names = args.configs + (["naive-fp32-shared"] if args.naive and "naive-fp32-shared" not in args.configs else [])
+    names = args.configs + (["naive-fp32"] if args.naive and "naive-fp32" not in args.configs else [])
     results = []
     for name in names:
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
             out = f.name
         print(f"running {name} ({args.steps} steps)...", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--out", out], check=True,
-                       env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        if args.omp_wait != "default":
+            env["OMP_WAIT_POLICY"] = args.omp_wait
+        else:
+            env.pop("OMP_WAIT_POLICY", None)
+        subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--out", out], check=True, env=env)
         results.append(json.loads(Path(out).read_text()))
         os.unlink(out)
 
@@ -125,8 +135,9 @@ def main() -> None:
     from rich.table import Table
 
     table = Table(title=f"GRPO step, SmolLM2-135M + LoRA r=16, 4 prompts x 8, <= 48 tokens "
-                        f"(medians of steps 2-{args.steps}, {os.cpu_count()} cores)")
-    for col in ("config", "s/step", "generate", "reward", "learn", "gen tok/s", "vs TRL 30.9 s", "peak RSS train",
+                        f"(medians of steps 2-{args.steps}, {os.cpu_count()} cores, OMP_WAIT_POLICY={args.omp_wait}, "
+                        f"load average {os.getloadavg()[0]:.1f})")
+    for col in ("config", "s/step", "generate", "reward", "learn", "gen tok/s", "vs TRL 30.9 s", "peak RSS after load",
                 "peak RSS process", "vs TRL 5.2 GB"):
         table.add_column(col, justify="right")
     for r in results:

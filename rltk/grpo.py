@@ -389,7 +389,8 @@ def _rollout_and_score(run: _Run, step: int, timer: PhaseTimer) -> tuple[list[Sc
             need = want - len(kept)
             if draw > 0:  # size the refill by the share of groups that had signal so far
                 need = int(need / max(len(kept) / drawn, 0.25) + 0.999)
-            requests, handle = _submit(run, step, draw, min(need, budget - drawn))
+            with timer("generate"):  # in-process backends generate in submit, Ray ones in collect
+                requests, handle = _submit(run, step, draw, min(need, budget - drawn))
         with timer("generate"):
             groups = run.backend.collect(handle)
         with timer("reward"):

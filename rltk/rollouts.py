@@ -339,6 +339,10 @@ class RolloutWorker:
         with ctx:
             for start in range(0, len(prompts), per_batch):
                 sampled += sample_completions(target, prompts[start:start + per_batch], self.sampling, gen, self._eos)
+        if self.policy.device.type == "cpu":  # the KV caches go back to the OS before the learner runs
+            from rltk.learner import release_memory
+
+            release_memory(collect=False)
         groups = []
         for req, ids, samples in zip(requests, prompts, sampled):
             groups.append(RolloutGroup(

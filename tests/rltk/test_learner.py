@@ -154,7 +154,7 @@ def test_dense_frozen_base_computes_what_qlora_computes():
     mb = collate(PROMPTS, COMPLETIONS, pol.tokenizer.pad_token_id, pol.device)
     with torch.no_grad(), pol.autocast():
         want = completion_log_probs(pol.model, mb)
-    assert dense_frozen_base(pol.model) == 14  # 2 layers x 7 adapted linears
+    assert dense_frozen_base(pol.model) == 15  # 2 layers x 7 adapted linears + the tied head's own copy
     import bitsandbytes as bnb
 
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in pol.model.modules())
@@ -163,6 +163,9 @@ def test_dense_frozen_base_computes_what_qlora_computes():
     torch.testing.assert_close(got, want, rtol=0, atol=0.02)  # the same weights; bf16 kernels differ slightly
     assert all(p.dtype == torch.float32 for p in pol.model.parameters() if p.requires_grad)  # LoRA stays fp32
     assert dense_frozen_base(pol.model) == 0  # idempotent
+    with torch.no_grad():  # and the policy still runs outside autocast (the frozen layers cast their input)
+        plain = completion_log_probs(pol.model, mb)
+    assert plain.dtype == torch.float32 and torch.allclose(plain, want, atol=0.05)
 
 
 def test_kl_is_zero_when_adapters_are_zero():
@@ -251,3 +254,19 @@ def test_lr_schedule():
     assert [lr_at(s, 10, cfg) for s in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
     cos = OptimConfig(lr=1.0, schedule="cosine", min_lr_ratio=0.5)
     assert lr_at(0, 10, cos) == 1.0 and lr_at(10, 10, cos) == pytest.approx(0.5) and lr_at(5, 10, cos) == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_selective_log_probs_backward_matches_autograd(temperature):
+    from rltk.learner import _TokenLogProb
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 11, generator=gen, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 11, (3, 5), generator=gen)
+    weights = torch.randn(3, 5, generator=gen, dtype=torch.float64)
+    want = torch.log_softmax(logits / temperature, -1).gather(-1, targets[..., None]).squeeze(-1)
+    got = _TokenLogProb.apply(logits, targets, temperature)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-6)  # fp32 inside
+    (g_want,) = torch.autograd.grad((want * weights).sum(), logits)
+    (g_got,) = torch.autograd.grad((got.double() * weights).sum(), logits)
+    torch.testing.assert_close(g_got, g_want, rtol=0, atol=1e-6)

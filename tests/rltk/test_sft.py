@@ -32,10 +32,10 @@ def test_sft_lowers_the_loss_and_writes_a_loadable_adapter(tmp_path):
     ds = load_dataset(cfg.data)
     examples = encode_examples(ds, pol.tokenizer, pol.tokenizer.eos_token_id, 1024)
 
-    def mean_nll(policy) -> float:  # completion-token NLL over the whole training set
+    def mean_nll(policy) -> float:  # completion-token NLL over the whole training set, as the learner computes it
         mb = collate([e.prompt_ids for e in examples], [e.completion_ids for e in examples], policy.tokenizer.pad_token_id,
                      policy.device)
-        with torch.no_grad():
+        with torch.no_grad(), policy.autocast():
             return float(completion_nll(policy.model, mb, int(mb.mask.sum())))
 
     before = mean_nll(pol)
