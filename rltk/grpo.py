@@ -131,6 +131,7 @@ class EvalConfig:
     n: int = 300  # held-out items
     max_new_tokens: int = 64
     samples: int = 8  # sampled pass@1: completions per item at the training temperature (0 = greedy only)
+    sampled_stages: list[str] = field(default_factory=lambda: ["base", "start", "sft", "grpo"])  # where pass@1 is measured
     batch_size: int = 64
     min_format_rate: float = 0.5  # warn before GRPO when the starting checkpoint's format rate is lower
 
@@ -222,13 +223,17 @@ def step_seed(seed: int, step: int, draw: int = 0) -> int:
     return (seed * 1_000_003 + step * 1_009 + draw * 7_919 + 17) % (2**31 - 1)
 
 
-def score_groups(reward_set: RewardSet, groups: Sequence[RolloutGroup]) -> tuple[list[ScoredGroup], RewardScores]:
-    """One ``RewardSet.score`` call over every completion of ``groups``; rows' columns repeated per completion."""
+def score_groups(reward_set: RewardSet, groups: Sequence[RolloutGroup],
+                 prompts: Sequence[Any] | None = None) -> tuple[list[ScoredGroup], RewardScores]:
+    """One ``RewardSet.score`` call over every completion of ``groups``: each row's columns (and its chat
+    prompt as ``prompts``, and the completion's token ids as ``completion_ids``) repeated per completion."""
     texts = [t for g in groups for t in g.texts]
     columns: dict[str, list[Any]] = {}
     keys = sorted({k for g in groups for k in g.row})
     for k in keys:
         columns[k] = [g.row.get(k) for g in groups for _ in g.texts]
+    if prompts is not None:
+        columns["prompts"] = [p for p, g in zip(prompts, groups) for _ in g.texts]
     columns["completion_ids"] = [c for g in groups for c in g.completion_ids]
     scores = reward_set.score(texts, **columns)
     out, i = [], 0
@@ -333,7 +338,7 @@ def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Po
         for step in range(run.start_step, g.steps):
             timer = PhaseTimer()
             # 1-2. rollout + reward: G completions per prompt, scored (dynamic sampling refills the batch)
-            scored, drawn = _rollout_and_score(run, step, timer)
+            scored, drawn, flat = _rollout_and_score(run, step, timer)
             # 3. advantage: one per completion, relative to its group
             rewards = torch.tensor([s.rewards for s in scored], dtype=torch.float32)  # [B, G]
             finite = bool(torch.isfinite(rewards).all()) if scored else True
@@ -352,7 +357,7 @@ def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Po
                     stats = run.learner.grpo_update(batch, g.loss(cfg.sampling.temperature), step)
                 sync = _sync(run) if stats.applied else {}
             # 5. log, checkpoint
-            record = _record(run, step, scored, drawn, rewards, advantages, stats, sync, timer, stale)
+            record = _record(run, step, scored, drawn, flat, rewards, stats, sync, timer, stale)
             run.view.update(record, run.log.log(record))
             if cfg.log.samples_every and (step + 1) % cfg.log.samples_every == 0:
                 run.log.log_samples(_samples(step + 1, scored, advantages, cfg.log.samples_groups))
@@ -373,14 +378,16 @@ def _submit(run: _Run, step: int, draw: int, k: int) -> tuple[list[PromptRequest
     return requests, run.backend.submit(requests, step_seed(run.cfg.seed, step, draw))
 
 
-def _rollout_and_score(run: _Run, step: int, timer: PhaseTimer) -> tuple[list[ScoredGroup], int]:
-    """Groups for this step and the number of prompts drawn. Without dynamic sampling every group is
-    kept. With it, groups whose G rewards are all equal are dropped and more prompts are drawn (at
-    most ``max_draw_factor x prompts_per_step``), each later draw sized by the share kept so far."""
+def _rollout_and_score(run: _Run, step: int, timer: PhaseTimer) -> tuple[list[ScoredGroup], int, int]:
+    """Groups for this step, the number of prompts drawn and how many of them had equal rewards.
+
+    Without dynamic sampling every group is kept. With it, groups whose G rewards are all equal are
+    dropped and more prompts are drawn (at most ``max_draw_factor x prompts_per_step``), each later
+    draw sized by the share kept so far; groups beyond ``prompts_per_step`` are not trained on."""
     g = run.cfg.grpo
     want, budget = g.prompts_per_step, int(g.max_draw_factor * g.prompts_per_step)
     kept: list[ScoredGroup] = []
-    drawn, draw = 0, 0
+    drawn, draw, flat_groups = 0, 0, 0
     while len(kept) < want and drawn < budget:
         if draw == 0 and run.pending is not None:
             requests, handle = run.pending
@@ -394,16 +401,18 @@ def _rollout_and_score(run: _Run, step: int, timer: PhaseTimer) -> tuple[list[Sc
         with timer("generate"):
             groups = run.backend.collect(handle)
         with timer("reward"):
-            scored, scores = score_groups(run.reward_set, groups)
+            scored, scores = score_groups(run.reward_set, groups, [r.messages for r in requests])
         for label, n in scores.failures.items():
             run.failures[label] = run.failures.get(label, 0) + n
         drawn += len(requests)
         draw += 1
+        flat = zero_variance_groups(torch.tensor([s.rewards for s in scored])).tolist() if scored else []  # [b]
+        flat_groups += sum(flat)
         if not g.dynamic_sampling:
-            return scored, drawn
-        rewards = torch.tensor([s.rewards for s in scored])  # [b, G]
-        kept += [s for s, flat in zip(scored, zero_variance_groups(rewards).tolist()) if not flat]
-    return kept, drawn
+            return scored, drawn, flat_groups
+        kept += [s for s, f in zip(scored, flat) if not f]
+    # a refill can overshoot: the batch stays at prompts_per_step groups (the learner's time is bounded)
+    return kept[:want], drawn, flat_groups
 
 
 def _sync(run: _Run) -> dict[str, float]:
@@ -411,9 +420,8 @@ def _sync(run: _Run) -> dict[str, float]:
     return run.backend.sync(state, run.learner.version)
 
 
-def _record(run: _Run, step: int, scored: Sequence[ScoredGroup], drawn: int, rewards: torch.Tensor,
-            advantages: torch.Tensor, stats: UpdateStats, sync: dict[str, float], timer: PhaseTimer,
-            stale: int) -> dict[str, Any]:
+def _record(run: _Run, step: int, scored: Sequence[ScoredGroup], drawn: int, flat: int, rewards: torch.Tensor,
+            stats: UpdateStats, sync: dict[str, float], timer: PhaseTimer, stale: int) -> dict[str, Any]:
     cfg = run.cfg
     comps = [c for s in scored for c in s.group.completion_ids]
     truncated = [t for s in scored for t in s.group.truncated]
@@ -435,8 +443,7 @@ def _record(run: _Run, step: int, scored: Sequence[ScoredGroup], drawn: int, rew
         "completion_len": gen_tokens / len(comps) if comps else None,
         "truncation_rate": sum(truncated) / len(truncated) if truncated else None,
         "groups": len(scored), "prompts_drawn": drawn,
-        "zero_variance_share": (float(zero_variance_groups(rewards).float().mean()) if rewards.numel() else None)
-        if not cfg.grpo.dynamic_sampling else 1.0 - len(scored) / max(drawn, 1),
+        "zero_variance_share": flat / drawn if drawn else None,  # of the groups drawn (dynamic sampling drops them)
         "sequences_learned": stats.sequences, "learn_tokens": stats.tokens,
         "generated_tokens": gen_tokens,
         "tokens_per_s": gen_tokens / timer.seconds["generate"] if timer.seconds["generate"] > 0 else None,
@@ -510,6 +517,9 @@ def run_job(cfg: GRPOJobConfig, *, resume: str | Path | None = None, live: bool 
     ``RUN_DIR/summary.json`` holds the table; ``RUN_DIR/curves.png`` the GRPO curves.
     """
     t0 = time.perf_counter()
+    if resume is not None and not Path(resume).is_dir():
+        raise UserError(f"--resume: run folder {resume} does not exist")
+    # resuming a job killed before its first GRPO checkpoint redoes only what it had not finished
     run_dir = Path(resume) if resume is not None else Path(cfg.run_dir) if cfg.run_dir else default_run_dir("grpo")
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -573,7 +583,8 @@ def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, l
     out = run_dir / "evals"
     out.mkdir(parents=True, exist_ok=True)
     paths = {"greedy": out / f"{stage}_greedy.json", "sampled": out / f"{stage}_sampled.json"}
-    wanted = ["greedy"] + (["sampled"] if e.samples > 0 else [])
+    sampled = e.samples > 0 and stage in e.sampled_stages
+    wanted = ["greedy"] + (["sampled"] if sampled else [])
     if all(paths[k].is_file() for k in wanted):  # a resumed job keeps its finished evals
         return {k: load_result(paths[k]) if k in wanted else None for k in paths}
     task = get_task(e.task, **e.task_args)
@@ -588,7 +599,7 @@ def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, l
     results["greedy"] = evaluate(target, task, limit=e.n, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
                                  seed=cfg.seed, progress=show, meta=meta)
     results["greedy"].save(paths["greedy"])
-    if e.samples > 0:
+    if sampled:
         results["sampled"] = evaluate(target, task, limit=e.n, n_samples=e.samples, temperature=cfg.sampling.temperature,
                                       top_p=cfg.sampling.top_p, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
                                       seed=cfg.seed, progress=show, meta=meta)

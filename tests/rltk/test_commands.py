@@ -58,13 +58,16 @@ def test_unknown_key_and_bad_type_exit_2_with_one_line(tmp_path, capsys):
     assert code == 2 and "config file not found" in err
 
 
-def test_resume_without_checkpoint_exits_2(tmp_path, capsys):
+def test_resume_of_a_job_killed_before_its_first_checkpoint(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("model: {spec: tiny-random, quant: none}\nrewards: [{name: format_answer}]\nlog: {live: false}\n")
-    (tmp_path / "run").mkdir()
+    cfg.write_text("model: {spec: tiny-random, quant: none}\nrewards: [{name: format_answer}]\nlog: {live: false}\n"
+                   "sampling: {group_size: 2, max_new_tokens: 4}\n")
+    code, _, err = _run(["grpo", str(cfg), "grpo.steps=1", "--resume", str(tmp_path / "typo")], capsys)
+    assert code == 2 and "run folder" in err and "does not exist" in err
+    (tmp_path / "run").mkdir()  # killed before any checkpoint: the job runs in that folder
     code, _, err = _run(["grpo", str(cfg), "grpo.steps=1", "--resume", str(tmp_path / "run")], capsys)
-    # no checkpoint yet: the job starts in that folder (nothing to lose) -- it must not crash
     assert code == 0, err
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
 
 
 def test_sft_then_grpo_from_its_adapter_then_plot(tmp_path, capsys):
@@ -97,3 +100,48 @@ def test_sft_then_grpo_from_its_adapter_then_plot(tmp_path, capsys):
     assert code == 0 and (tmp_path / "c.png").stat().st_size > 10_000
     code, _, err = _run(["plot", str(tmp_path)], capsys)
     assert code == 2 and "no metrics.jsonl" in err
+
+
+def test_the_job_pipeline_evals_sft_grpo_and_summary(tmp_path, capsys):
+    """base eval -> SFT warm start -> eval -> GRPO -> eval -> summary.json, on the tiny model; resuming
+    the finished job redoes nothing."""
+    (tmp_path / "sft.yaml").write_text(
+        "# rltk sft sft.yaml\n"
+        "model: {spec: tiny-random, quant: none, lora: {r: 4, alpha: 8}}\n"
+        "data: {source: arithmetic, limit: 16, ops: '+-'}\n"
+        "sft: {steps: 2, batch_size: 4}\nlog: {live: false}\n")
+    (tmp_path / "grpo.yaml").write_text(
+        "# rltk grpo grpo.yaml\n"
+        "model: {spec: tiny-random, quant: none, lora: {r: 4, alpha: 8}}\n"
+        "warm_start: sft.yaml\n"
+        "data: {source: arithmetic, limit: 16, ops: '+-'}\n"
+        "sampling: {group_size: 2, max_new_tokens: 4}\n"
+        "grpo: {steps: 2, prompts_per_step: 2}\n"
+        "rewards: [{name: math_answer, label: correct}, {name: format_answer, label: format}]\n"
+        "eval: {enabled: true, n: 6, samples: 2, max_new_tokens: 4, sampled_stages: [sft, grpo]}\n"
+        f"log: {{live: false}}\nrun_dir: {tmp_path / 'job'}\n")
+    code, out, err = _run(["grpo", str(tmp_path / "grpo.yaml")], capsys)
+    assert code == 0, err
+    job = tmp_path / "job"
+    summary = json.loads((job / "summary.json").read_text())
+    assert set(summary["accuracy"]) == set(summary["format_rate"]) == {"base", "sft", "grpo"}
+    assert summary["pass1_sampled"]["base"] is None and summary["pass1_sampled"]["grpo"] is not None
+    assert summary["n_eval_items"] == 6 and summary["seed"] == 0 and summary["wall_seconds"] > 0
+    assert 0 <= summary["p_value_grpo_vs_sft"] <= 1 and 0 <= summary["p_value_pass1_grpo_vs_sft"] <= 1
+    assert (job / "sft" / "adapter" / "adapter_config.json").is_file() and (job / "curves.png").is_file()
+    assert "held-out eval (6 items, seed 0)" in out
+    evals = sorted(p.name for p in (job / "evals").iterdir())
+    assert evals == ["base_greedy.json", "grpo_greedy.json", "grpo_sampled.json", "sft_greedy.json", "sft_sampled.json"]
+    stamps = {p.name: p.stat().st_mtime_ns for p in (job / "evals").iterdir()}
+    stamps["sft"] = (job / "sft" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
+    code, _, err = _run(["grpo", str(tmp_path / "grpo.yaml"), "--resume", str(job)], capsys)
+    assert code == 0, err
+    again = {p.name: p.stat().st_mtime_ns for p in (job / "evals").iterdir() if p.name.startswith(("base", "sft"))}
+    assert all(again[k] == stamps[k] for k in again)  # finished evals are kept
+    assert (job / "sft" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == stamps["sft"]  # SFT not redone
+
+
+def test_demo_and_plot_are_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--help"])
+    assert e.value.code == 0 and "examples/arithmetic/grpo.yaml" in capsys.readouterr().out
