@@ -267,10 +267,22 @@ class FrozenLinear(torch.nn.Linear):
             self.bias = torch.nn.Parameter(bias, requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() > 2 and not x.is_contiguous():
+            # e.g. the head on hidden[:, -k:]: torch.matmul cannot fold a non-contiguous batch into one mm and,
+            # for a weight without grad, expands the weight per batch row instead (measured: +3.5 GB and 3x
+            # slower for a 64-prompt prefill through SmolLM2's 49k-token head)
+            x = x.contiguous()
         if torch.is_autocast_enabled(x.device.type) or x.dtype == self.weight.dtype:
             return torch.nn.functional.linear(x, self.weight, self.bias)
         out = torch.nn.functional.linear(x.to(self.weight.dtype), self.weight, self.bias)
         return out.to(x.dtype)
+
+
+def contiguous_head(model: Any) -> None:
+    """Give a frozen output head :class:`FrozenLinear`'s contiguous-input path (same weight tensor, no copy)."""
+    head = model.get_output_embeddings()
+    if isinstance(head, torch.nn.Linear) and not isinstance(head, FrozenLinear) and not head.weight.requires_grad:
+        model.set_output_embeddings(FrozenLinear(head.weight.data, None if head.bias is None else head.bias.data))
 
 
 def dense_frozen_base(model: Any, dtype: torch.dtype = torch.bfloat16) -> int:
@@ -540,6 +552,7 @@ __all__ = [
     "collate",
     "completion_log_probs",
     "FrozenLinear",
+    "contiguous_head",
     "dense_frozen_base",
     "release_memory",
     "tune_allocator",

@@ -270,3 +270,19 @@ def test_selective_log_probs_backward_matches_autograd(temperature):
     (g_want,) = torch.autograd.grad((want * weights).sum(), logits)
     (g_got,) = torch.autograd.grad((got.double() * weights).sum(), logits)
     torch.testing.assert_close(g_got, g_want, rtol=0, atol=1e-6)
+
+
+def test_contiguous_head_keeps_the_weight_and_the_logits():
+    from rltk.learner import FrozenLinear, contiguous_head
+
+    model = tiny_policy(seed=3).model
+    for p in model.parameters():
+        p.requires_grad_(False)
+    ids = torch.randint(0, model.config.vocab_size, (3, 7))
+    hidden = model.model(input_ids=ids).last_hidden_state[:, -2:]  # a non-contiguous slice, as in a prefill
+    before = model.get_output_embeddings()(hidden)
+    weight = model.get_output_embeddings().weight
+    contiguous_head(model)
+    head = model.get_output_embeddings()
+    assert isinstance(head, FrozenLinear) and head.weight.data_ptr() == weight.data_ptr()
+    torch.testing.assert_close(head(hidden), before)
