@@ -57,12 +57,30 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """CLI output is our tables and progress bars: silence the libraries' per-load chatter (transformers'
+    weight-loading bars and notices, bitsandbytes' optional-kernel notice, deprecation warnings)."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|bitsandbytes)\.")
+    if "transformers" in sys.modules:  # else the environment above is read when it is imported
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    quiet_libraries()
     try:
         return int(args.func(args) or 0)
     except UserError as e:

@@ -128,6 +128,10 @@ class EvalConfig:
     enabled: bool = False
     task: str = "arithmetic"
     task_args: dict[str, Any] = field(default_factory=dict)
+    # the eval's system prompt: "data" = the one the policy is trained with (data.system_prompt, when set: an
+    # adapter evaluated under another prompt than it learned with loses its format), "task" = the task's own,
+    # anything else = that text
+    system_prompt: str = "data"
     n: int = 300  # held-out items
     max_new_tokens: int = 64
     samples: int = 8  # sampled pass@1: completions per item at the training temperature (0 = greedy only)
@@ -571,11 +575,21 @@ def run_job(cfg: GRPOJobConfig, *, resume: str | Path | None = None, live: bool 
     return JobResult(run_dir, summary, grpo, evals)
 
 
+def eval_task(cfg: GRPOJobConfig) -> Any:
+    """The job's held-out eval task, with the system prompt ``eval.system_prompt`` picks."""
+    from evals import get_task
+
+    e = cfg.eval
+    task = get_task(e.task, **e.task_args)
+    system = {"data": cfg.data.system_prompt or task.system, "task": task.system}.get(e.system_prompt, e.system_prompt)
+    return dataclasses.replace(task, system=system)
+
+
 def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, live: bool | None,
                 adapters: bool = True) -> dict[str, Any]:
     """Greedy (and sampled) eval of ``policy`` as it is now; ``adapters=False`` evaluates the bare base.
     Generation runs on a dense bf16 copy of base + merged LoRA (see ``rltk.rollouts``), freed after."""
-    from evals import evaluate, get_task, load_result
+    from evals import evaluate, load_result
 
     from rltk.models import DenseSampler, compute_dtype
 
@@ -587,7 +601,7 @@ def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, l
     wanted = ["greedy"] + (["sampled"] if sampled else [])
     if all(paths[k].is_file() for k in wanted):  # a resumed job keeps its finished evals
         return {k: load_result(paths[k]) if k in wanted else None for k in paths}
-    task = get_task(e.task, **e.task_args)
+    task = eval_task(cfg)
     with contextlib.ExitStack() as stack:
         if not adapters and hasattr(policy.model, "disable_adapter"):
             stack.enter_context(policy.model.disable_adapter())

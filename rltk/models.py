@@ -171,17 +171,16 @@ def convert_gguf(gguf: Path, hub_id: str | None = None, progress: bool = True) -
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    bars_were_on = hf_logging.is_progress_bar_enabled()
     try:
-        if not progress:
-            hf_logging.disable_progress_bar()
+        (hf_logging.enable_progress_bar if progress else hf_logging.disable_progress_bar)()  # the one slow load: show it
         try:
             tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         except Exception as e:
             raise UserError(f"cannot read GGUF file {gguf}: {type(e).__name__}: {e}") from e
         finally:
-            if not progress:
-                hf_logging.enable_progress_bar()
+            (hf_logging.enable_progress_bar if bars_were_on else hf_logging.disable_progress_bar)()
         # A model read from GGUF still carries its GGUF quantizer marker and refuses
         # save_pretrained; the weights are already dequantized, so drop the marker.
         model.hf_quantizer = None

@@ -283,3 +283,16 @@ def test_rewards_see_the_row_columns_the_chat_prompt_and_token_ids(tmp_path):
     cfg = _cfg(tmp_path, f"{path}:probe", **{"grpo.steps": 1, "checkpoint.every": 0})
     [h] = train(cfg).history
     assert h[f"reward/{path}:probe"] == 1.0 and h[f"reward_failures/{path}:probe"] == 0
+
+
+def test_eval_uses_the_system_prompt_the_policy_is_trained_with():
+    from evals import get_task
+
+    from rltk.grpo import eval_task
+
+    own = get_task("arithmetic").system
+    trained = from_dict(GRPOJobConfig, {"data": {"source": "arithmetic", "system_prompt": "Be brief."}})
+    assert eval_task(trained).system == "Be brief."
+    assert eval_task(from_dict(GRPOJobConfig, {"data": {"system_prompt": "Be brief."}, "eval": {"system_prompt": "task"}})).system == own
+    assert eval_task(from_dict(GRPOJobConfig, {"eval": {"system_prompt": "Say hi."}})).system == "Say hi."
+    assert eval_task(from_dict(GRPOJobConfig, {})).system == own  # no training prompt: the task's own
