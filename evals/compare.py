@@ -1,7 +1,8 @@
 """Is run B better than run A on the same items? Paired tests, flipped items, a verdict line.
 
 Binary item scores (greedy accuracy) use the exact McNemar test; continuous ones (per-item
-pass@1 from several samples, graded scores) the paired bootstrap. Runs on different tasks
+pass@1 from several samples, graded scores) the paired bootstrap, with the Wilcoxon signed-rank
+test as a second opinion (the bootstrap's p cannot go below 1 / (resamples + 1)). Runs on different tasks
 or different items are refused: an unpaired difference says little about two checkpoints.
 
 >>> from evals.run import EvalResult
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evals.run import EvalResult
-from evals.stats import mcnemar_exact, paired_bootstrap
+from evals.stats import mcnemar_exact, paired_bootstrap, wilcoxon_signed_rank
 from rltk.errors import UserError
 
 
@@ -42,6 +43,8 @@ class Comparison:
     a_name: str = "A"
     b_name: str = "B"
     notes: list[str] = field(default_factory=list)
+    p_floor: float = 0.0  # the smallest p the test can give (bootstrap: 1 / (resamples + 1)); reached = "p <= floor"
+    p_wilcoxon: float | None = None  # graded scores: Wilcoxon signed-rank test of the per-item differences
 
     @property
     def significant(self) -> bool:
@@ -50,8 +53,11 @@ class Comparison:
     @property
     def verdict(self) -> str:
         pts = 100 * self.diff
-        pval = f"p = {self.p_value:.3g}" if self.p_value >= 0.001 else f"p = {self.p_value:.1e}"
+        sign = "<=" if self.p_value <= self.p_floor else "="
+        pval = f"p {sign} {self.p_value:.3g}" if self.p_value >= 0.001 else f"p {sign} {self.p_value:.1e}"
         detail = f"{self.test}, {len(self.improved)} vs {len(self.regressed)} flips, {self.n_items} items"
+        if self.p_wilcoxon is not None:
+            detail += f"; Wilcoxon signed-rank p = {self.p_wilcoxon:.2g}"
         level = f"({100 * self.b_mean:.1f}% vs {100 * self.a_mean:.1f}%)"
         a, b = self.a_name, self.b_name
         if self.significant and self.diff > 0:
@@ -73,6 +79,8 @@ class Comparison:
             "diff": self.diff,
             "ci": list(self.ci),
             "p_value": self.p_value,
+            "p_at_floor": self.p_value <= self.p_floor,
+            "p_wilcoxon": self.p_wilcoxon,
             "alpha": self.alpha,
             "significant": self.significant,
             "improved": self.improved,
@@ -132,10 +140,12 @@ def compare(
     for key in ("n_samples", "temperature", "max_new_tokens", "few_shot", "dtype"):
         if a.config.get(key) != b.config.get(key):
             notes.append(f"{key} differs: {a.config.get(key)} vs {b.config.get(key)}")
+    floor, p_wilcoxon = 0.0, None
     if a.binary and b.binary:
         test, p = "exact McNemar", mcnemar_exact(len(improved), len(regressed))
     else:
-        test, p = "paired bootstrap", boot.p_value
+        test, p, floor = "paired bootstrap", boot.p_value, 1.0 / (n_resamples + 1)
+        p_wilcoxon = wilcoxon_signed_rank(sa, sb)
     metric = _metric_name(a) if _metric_name(a) == _metric_name(b) else f"{_metric_name(a)} vs {_metric_name(b)}"
     n = len(order)
     return Comparison(
@@ -154,4 +164,6 @@ def compare(
         a_name=a_name,
         b_name=b_name,
         notes=notes,
+        p_floor=floor,
+        p_wilcoxon=p_wilcoxon,
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import binom
+from scipy.stats import binom, wilcoxon
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -79,3 +79,13 @@ def paired_bootstrap(
     extreme = int(np.sum(np.abs(centred) >= abs(observed) - 1e-12))
     p = (extreme + 1) / (n_resamples + 1)
     return BootstrapResult(observed, float(lo), float(hi), float(min(1.0, p)), n_resamples)
+
+
+def wilcoxon_signed_rank(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided p of the Wilcoxon signed-rank test on the paired differences ``b - a`` (zero
+    differences dropped, scipy's exact or normal-approximation method); 1.0 when every pair is equal."""
+    d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    d = d[d != 0]
+    if d.size == 0:
+        return 1.0
+    return float(wilcoxon(d).pvalue)

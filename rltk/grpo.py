@@ -655,6 +655,7 @@ def _summary(cfg: GRPOJobConfig, evals: dict[str, dict[str, Any]], grpo: GRPORes
         if evals[before]["sampled"] is not None and evals["grpo"]["sampled"] is not None:
             sampled = compare(evals[before]["sampled"], evals["grpo"]["sampled"], a_name=before.upper(), b_name="GRPO")
             summary[f"p_value_pass1_grpo_vs_{before}"] = sampled.p_value
+            summary[f"p_wilcoxon_pass1_grpo_vs_{before}"] = sampled.p_wilcoxon
             summary["verdict_pass1"] = sampled.verdict
     if "base" in evals and "sft" in evals:
         summary["p_value_sft_vs_base"] = compare(evals["base"]["greedy"], evals["sft"]["greedy"]).p_value

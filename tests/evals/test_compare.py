@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from scipy.stats import binomtest
+from scipy.stats import binomtest, wilcoxon
 
 import evals.run as run_mod
 from evals import compare, evaluate, load_result
@@ -73,6 +73,9 @@ def test_sampled_runs_use_the_paired_bootstrap_on_per_item_pass1(monkeypatch, tm
     assert c.diff == pytest.approx(0.25)  # every item gains one correct sample of four
     assert len(c.improved) == N and not c.regressed
     assert c.p_value == pytest.approx(1 / 2001) and c.ci == (pytest.approx(0.25), pytest.approx(0.25))
+    assert "p <= 5.0e-04" in c.verdict  # the bootstrap's floor is reported as a bound, not as the p
+    assert c.to_dict()["p_at_floor"] and c.p_wilcoxon == pytest.approx(wilcoxon([0.25] * N).pvalue)
+    assert f"Wilcoxon signed-rank p = {c.p_wilcoxon:.2g}" in c.verdict
 
 
 def test_refuses_different_items_tasks_and_content(monkeypatch, tmp_path):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import binomtest, bootstrap, ttest_rel
+from scipy.stats import binomtest, bootstrap, ttest_rel, wilcoxon
 
-from evals.stats import mcnemar_exact, paired_bootstrap
+from evals.stats import mcnemar_exact, paired_bootstrap, wilcoxon_signed_rank
 
 
 # --- exact McNemar -----------------------------------------------------------------------------
@@ -72,3 +72,12 @@ def test_bootstrap_large_effect_is_significant_and_seeded():
 def test_bootstrap_rejects_unpaired_input():
     with pytest.raises(ValueError):
         paired_bootstrap([1.0, 0.0], [1.0])
+
+
+def test_wilcoxon_drops_ties_and_matches_scipy():
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 9, 300) / 8  # per-item pass@1 over 8 samples
+    b = np.clip(a + rng.choice([-1, 0, 0, 1, 1], 300) / 8, 0, 1)
+    d = b - a
+    assert wilcoxon_signed_rank(a, b) == pytest.approx(wilcoxon(d[d != 0]).pvalue)
+    assert wilcoxon_signed_rank(a, a) == 1.0
