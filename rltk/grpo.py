@@ -442,7 +442,8 @@ def _record(run: _Run, step: int, scored: Sequence[ScoredGroup], drawn: int, fla
     acc = accuracy_label(cfg.rewards)
     r["accuracy"] = r.get(f"reward/{acc}") if acc else None
     r.update({
-        "kl": stats.kl, "clip_fraction": stats.clip_fraction, "loss": stats.loss, "grad_norm": stats.grad_norm,
+        "kl": stats.kl if cfg.grpo.beta > 0 else None,  # beta = 0: no reference forward, KL not measured
+        "clip_fraction": stats.clip_fraction, "loss": stats.loss, "grad_norm": stats.grad_norm,
         "lr": stats.lr, "skipped": stats.skipped, "optimizer_steps": stats.applied,
         "completion_len": gen_tokens / len(comps) if comps else None,
         "truncation_rate": sum(truncated) / len(truncated) if truncated else None,

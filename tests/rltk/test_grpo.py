@@ -76,6 +76,7 @@ def test_grpo_raises_the_reward_it_optimises(tmp_path, likes_a):
                 "truncation_rate", "tokens_per_s", "seconds/generate", "seconds/reward", "seconds/learn",
                 f"reward_failures/{likes_a}"):
         assert key in lines[0], key
+    assert lines[0]["kl"] is None  # beta = 0: the KL is not measured, so it is not logged as 0
     samples = read_jsonl(result.run_dir / "samples.jsonl")
     assert samples and {"completion", "reward", "advantage", "components"} <= set(samples[0])
 
