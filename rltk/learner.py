@@ -217,6 +217,13 @@ def _hf_model(model: Any) -> Any:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def is_checkpointing(model: Any) -> bool:
+    hf = _hf_model(model)
+    if hasattr(type(hf), "is_activation_checkpointing"):  # transformers >= 5 (the older name warns)
+        return bool(hf.is_activation_checkpointing)
+    return bool(getattr(hf, "is_gradient_checkpointing", False))
+
+
 def _cache_kwarg(hf_model: Any) -> str:
     return "cache" if "cache" in inspect.signature(hf_model.forward).parameters else "past_key_values"
 
@@ -503,9 +510,7 @@ class Learner:
         groups: dict[tuple[int, ...], list[int]] = {}
         for i in rows:
             groups.setdefault(tuple(batch.prompt_ids[i]), []).append(i)
-        hf = _hf_model(self.model)
-        checkpointing = bool(getattr(hf, "is_activation_checkpointing", getattr(hf, "is_gradient_checkpointing", False)))
-        if not checkpointing and any(len(g) > 1 for g in groups.values()):
+        if not is_checkpointing(self.model) and any(len(g) > 1 for g in groups.values()):
             chunks = [g[k:k + size] for g in groups.values() for k in range(0, len(g), size)]
             return [(c, len(c) > 1) for c in chunks]
         ordered = sorted(rows, key=lambda i: len(batch.prompt_ids[i]) + len(batch.completion_ids[i]))  # length bucketing

@@ -286,3 +286,20 @@ def test_contiguous_head_keeps_the_weight_and_the_logits():
     head = model.get_output_embeddings()
     assert isinstance(head, FrozenLinear) and head.weight.data_ptr() == weight.data_ptr()
     torch.testing.assert_close(head(hidden), before)
+
+
+def test_gradient_checkpointing_gives_the_same_gradient(fp32):
+    from rltk.learner import is_checkpointing
+
+    a, b = _policy(), _policy()
+    b.model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    b.model.train()
+    assert is_checkpointing(b.model) and not is_checkpointing(a.model)
+    la = Learner(a, OptimConfig(micro_batch_size=2), 10, dense_base=False)
+    lb = Learner(b, OptimConfig(micro_batch_size=2), 10, dense_base=False)
+    ga, gb = _grads_at_step(la), _grads_at_step(lb)
+    la.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
+    lb.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
+    assert any(x.abs().sum() > 0 for x in gb)
+    for x, y in zip(ga, gb):
+        _assert_close_to_fp32_rounding(x, y)
