@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rltk.errors import UserError
+from rltk.jsonl import parse_jsonl
 
 
 @dataclass
@@ -75,18 +76,8 @@ def read_rows(path: str | Path) -> Rows:
     except UnicodeDecodeError as e:
         raise UserError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     if suffix == ".jsonl":
-        rows, where = [], []
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{name}:{i}: invalid JSON: {e.msg}") from e
-            if not isinstance(obj, dict):
-                raise UserError(f"{name}:{i}: each line must be a JSON object, got {type(obj).__name__}")
-            rows.append(obj)
-            where.append(f"{name}:{i}")
+        parsed = parse_jsonl(text.splitlines(), name)
+        rows, where = [obj for _, obj in parsed], [f"{name}:{n}" for n, _ in parsed]
         return Rows(rows, where, str(p))
     if suffix == ".json":
         try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from rltk.errors import UserError
+from rltk.jsonl import parse_jsonl
 
 BATCH = 64
 
@@ -32,18 +33,8 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"input file not found: {path}")
-    rows = []
     with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: invalid JSON: {e.msg} (column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{n}: each line must be a JSON object, got {type(row).__name__}")
-            rows.append((n, row))
+        rows = parse_jsonl(f, str(path))
     if not rows:
         raise UserError(f"{path}: no rows")
     return rows
