@@ -9,30 +9,37 @@ For the embedded SmolLM2-135M-Instruct, 4-bit NF4 base + LoRA r=16 on all linear
    ``math_answer``, in-process (``workers=0``, the baseline) and with 1 and 2 Ray rollout workers,
    synchronous and pipelined (one-step-off-policy: step t+1 is generated while the learner updates
    on step t), with ``beta = 0.04`` so the learner has work every step. A step's wall time runs from
-   the end of its rollout collection to the end of the next one (the last step: to the run's end);
-   the figures are medians over the measured steps (the first ``--warmup`` steps are dropped).
-   Rollout throughput = completion tokens sampled per wall-clock second of training.
+   the end of its rollout collection to the end of the next one. All modes' workers stay up for the
+   whole benchmark and the modes take turns, run by run, for ``--rounds`` rounds, so a change in the
+   machine's load (other processes) falls on every mode alike; in each run of ``--steps-per-run``
+   steps the first (nothing in flight yet) and the last (its period would include the run's end)
+   are not measured. Figures are medians over the measured steps. Rollout throughput = completion
+   tokens sampled per wall-clock second of training.
 
 The Ray instance is private and bound to 127.0.0.1. Cores are shared by the driver (learner) and the
 workers: on a 2-core machine more workers cannot be faster; the table says what was measured.
 
-    python benchmarks/bench_distributed.py                  # 1 warm-up + 4 measured steps per mode
-    python benchmarks/bench_distributed.py --steps 3 --max-new-tokens 24    # quicker
+    python benchmarks/bench_distributed.py                      # 3 rounds x 4 steps per mode
+    python benchmarks/bench_distributed.py --rounds 2 --max-new-tokens 24    # quicker
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from rltk.models import LoraSettings, ModelConfig
+
+MODEL = ModelConfig(spec="smollm2-135m", quant="nf4", lora=LoraSettings(r=16, alpha=32))
 MODES = [  # (label, workers, pipeline)
     ("in-process (baseline)", 0, False),
     ("in-process, pipelined", 0, True),
@@ -44,8 +51,9 @@ MODES = [  # (label, workers, pipeline)
 
 
 class StepClock:
-    """Wraps the loop's rollout backend: when each step's rollouts were collected, and how long the loop
-    waited on rollouts in each step (submit + collect: in-process, submit does the sampling; on Ray, collect waits)."""
+    """Wraps a rollout backend for one run: when each step's rollouts were collected, and how long the loop
+    waited on rollouts in each step (submit + collect: in-process, submit does the sampling; on Ray, collect waits).
+    Leaves the backend open when the run ends: the same workers serve every round."""
 
     def __init__(self, inner: Any):
         self.inner = inner
@@ -78,24 +86,30 @@ class StepClock:
         return self.inner.events()
 
     def close(self) -> None:
-        self.inner.close()
+        pass
 
 
 @dataclass
-class ModeResult:
+class ModeSamples:
+    """Per-step measurements of one mode, pooled over the rounds."""
+
     label: str
-    step_s: float  # median wall seconds per step
-    tokens_per_step: float
-    wait_s: float  # median time a step waited on rollouts (submit + collect, + a pipelined sync's wait for them)
-    learn_s: float  # median of the loop's learn phase (includes the sync)
-    sync_s: float | None
-    sync_bytes: float | None
-    threads: str
-    load: float  # 1-minute load average when the mode finished (other processes on the same cores)
+    threads: str = ""
+    periods: list[float] = field(default_factory=list)  # wall seconds per step
+    tokens: list[float] = field(default_factory=list)  # completion tokens per step
+    waits: list[float] = field(default_factory=list)  # seconds the step waited on rollouts
+    learns: list[float] = field(default_factory=list)  # seconds of learner + sync (without a pipelined sync's wait)
+    syncs: list[float] = field(default_factory=list)
+    sync_bytes: list[float] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)  # 1-minute load average after each round of this mode
+
+    @property
+    def step_s(self) -> float:
+        return statistics.median(self.periods)
 
     @property
     def tokens_per_s(self) -> float:
-        return self.tokens_per_step / self.step_s
+        return statistics.median(t / p for t, p in zip(self.tokens, self.periods))
 
 
 def job(args: argparse.Namespace, workers: int, pipeline: bool, run_dir: Path) -> Any:
@@ -103,17 +117,16 @@ def job(args: argparse.Namespace, workers: int, pipeline: bool, run_dir: Path) -
 
     from rltk.data import DataConfig
     from rltk.grpo import CheckpointConfig, DistributedConfig, GRPOConfig, GRPOJobConfig, LogConfig
-    from rltk.models import LoraSettings, ModelConfig
     from rltk.rollouts import SamplingConfig
 
     cores = os.cpu_count() or 1
     return GRPOJobConfig(
-        model=ModelConfig(spec="smollm2-135m", quant="nf4", lora=LoraSettings(r=16, alpha=32)),
+        model=MODEL,
         data=DataConfig(source="arithmetic", limit=2000),
         sampling=SamplingConfig(group_size=args.group, max_new_tokens=args.max_new_tokens, temperature=1.0),
         # beta > 0 (the GRPO paper's 0.04): the learner runs on every sequence each step (reference + policy
         # passes), even when a group's rewards are all equal, so every step has learner work to overlap with
-        grpo=GRPOConfig(steps=args.warmup + args.steps, prompts_per_step=args.prompts, lr=1e-5, beta=0.04),
+        grpo=GRPOConfig(steps=args.steps_per_run, prompts_per_step=args.prompts, lr=1e-5, beta=0.04),
         rewards=[RewardSpec("math_answer")],
         checkpoint=CheckpointConfig(every=0),
         log=LogConfig(samples_every=0, live=False),
@@ -124,36 +137,26 @@ def job(args: argparse.Namespace, workers: int, pipeline: bool, run_dir: Path) -
     )
 
 
-def run_mode(args: argparse.Namespace, label: str, workers: int, pipeline: bool, tmp: Path) -> ModeResult:
-    from rltk.distributed import make_backend
+def run_round(args: argparse.Namespace, mode: ModeSamples, workers: int, pipeline: bool, policy: Any, backend: Any,
+              run_dir: Path, round_: int) -> None:
+    """One GRPO run of ``args.steps_per_run`` steps; records steps 2 .. n-1 (the first has nothing in flight
+    before it, and the last one's period would include the end of the run)."""
     from rltk.grpo import train
-    from rltk.models import policy_from_config
 
-    cfg = job(args, workers, pipeline, tmp / label.replace(" ", "_").replace(",", ""))
-    torch.manual_seed(cfg.seed)
-    policy = policy_from_config(cfg.model, trainable=True)
-    backend = make_backend(cfg.distributed, cfg.model, cfg.sampling, cfg.seed, None, policy=policy)
-    threads = (f"driver {torch.get_num_threads()}" if workers == 0 else
-               f"driver {torch.get_num_threads()}, workers " + "/".join(str(w["threads"]) for w in backend.worker_info()))
+    cfg = job(args, workers, pipeline, run_dir)
     clock = StepClock(backend)
-    result = train(cfg, policy=policy, backend=clock, live=False)
-    times = clock.collected_at[args.warmup:] + [time.perf_counter()]  # one collection per step (no dynamic sampling)
-    periods = [b - a for a, b in zip(times, times[1:])]  # a step: from its rollouts in hand to the next step's
-    hist = result.history[args.warmup:]
-    syncs = [r["sync_seconds"] for r in hist if r.get("sync_seconds") is not None and workers > 0]
-    sizes = [r["sync_bytes"] for r in hist if r.get("sync_bytes") and workers > 0]
-    return ModeResult(
-        label=label,
-        step_s=statistics.median(periods) if periods else float("nan"),
-        tokens_per_step=statistics.median(r["generated_tokens"] for r in hist),
-        wait_s=statistics.median(w + (r.get("sync_wait_seconds") or 0.0)
-                                 for w, r in zip(clock.waits[args.warmup:], hist)),
-        learn_s=statistics.median(r["seconds/learn"] - (r.get("sync_wait_seconds") or 0.0) for r in hist),
-        sync_s=statistics.median(syncs) if syncs else None,
-        sync_bytes=statistics.median(sizes) if sizes else None,
-        threads=threads,
-        load=os.getloadavg()[0],
-    )
+    result = train(dataclasses.replace(cfg, seed=args.seed + round_), policy=policy, backend=clock, live=False)
+    t = clock.collected_at
+    keep = range(1, len(t) - 1)
+    mode.periods += [t[i + 1] - t[i] for i in keep]
+    hist = result.history
+    mode.tokens += [hist[i]["generated_tokens"] for i in keep]
+    mode.waits += [clock.waits[i] + (hist[i].get("sync_wait_seconds") or 0.0) for i in keep]
+    mode.learns += [hist[i]["seconds/learn"] - (hist[i].get("sync_wait_seconds") or 0.0) for i in keep]
+    if workers > 0:
+        mode.syncs += [hist[i]["sync_seconds"] for i in keep if hist[i].get("sync_seconds") is not None]
+        mode.sync_bytes += [hist[i]["sync_bytes"] for i in keep if hist[i].get("sync_bytes")]
+    mode.loads.append(os.getloadavg()[0])
 
 
 def full_model_transfer(workers: int, repeats: int) -> tuple[int, float]:
@@ -183,8 +186,9 @@ def full_model_transfer(workers: int, repeats: int) -> tuple[int, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=4, help="measured steps per mode (medians over these)")
-    ap.add_argument("--warmup", type=int, default=1, help="steps dropped before measuring")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds; each runs every mode once, in turn")
+    ap.add_argument("--steps-per-run", type=int, default=4,
+                    help="GRPO steps per run; steps 2 .. n-1 of each are measured")
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--group", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=48)
@@ -192,7 +196,9 @@ def main() -> None:
     ap.add_argument("--modes", default="all", help="comma-separated mode numbers 1-6 (see MODES), or all")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from rltk.cli import quiet_libraries
+
+    quiet_libraries()
     from rich.console import Console
     from rich.table import Table
 
@@ -204,8 +210,9 @@ def main() -> None:
     cores = os.cpu_count() or 1
     console.print(f"[bold]machine[/bold]: {cores} CPU cores (os.cpu_count), {len(os.sched_getaffinity(0))} usable; "
                   f"load average {os.getloadavg()[0]:.2f} at start; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    console.print(f"job: {args.prompts} prompts x {args.group} completions, <= {args.max_new_tokens} new tokens, T = 1.0; "
-                  f"{args.warmup} warm-up + {args.steps} measured steps per mode")
+    console.print(f"job: {args.prompts} prompts x {args.group} completions, <= {args.max_new_tokens} new tokens, T = 1.0, "
+                  f"beta 0.04; {args.rounds} rounds x {args.steps_per_run} steps per mode "
+                  f"({max(args.steps_per_run - 2, 0)} measured per run)")
 
     # --- what one sync moves
     pol = load_policy("smollm2-135m", quant="nf4", lora=LoraSettings(r=16, alpha=32))
@@ -213,14 +220,41 @@ def main() -> None:
     nf4_bytes = footprint_bytes(pol.model)
     del pol
 
-    session = connect(None, num_cpus=cores + 1)  # one private loopback Ray for every mode
+    # one private loopback Ray, one learner policy, and the workers of every mode, alive for the whole benchmark:
+    # the modes take turns step-run by step-run, so a change in the machine's load falls on all of them alike
+    session = connect(None, num_cpus=2 * cores + 1)
     try:
+        from rltk.distributed import make_backend
+        from rltk.grpo import DistributedConfig, LocalRollouts
+        from rltk.models import policy_from_config
+        from rltk.rollouts import RolloutWorker
+
         picked = MODES if args.modes == "all" else [MODES[int(i) - 1] for i in args.modes.split(",")]
-        results = []
+        torch.manual_seed(args.seed)
+        policy = policy_from_config(MODEL, trainable=True)
+        sampling = job(args, 0, False, Path(".")).sampling
+        backends: dict[int, Any] = {}
+        for _, workers, _ in picked:
+            if workers not in backends:
+                backends[workers] = (
+                    LocalRollouts(RolloutWorker(MODEL, sampling, seed=args.seed, policy=policy)) if workers == 0 else
+                    make_backend(DistributedConfig(workers=workers, num_cpus_per_worker=max(1.0, cores / workers),
+                                                   max_restarts=0), MODEL, sampling, args.seed, None))
+        modes = {label: ModeSamples(label) for label, _, _ in picked}
+        for label, workers, _ in picked:
+            b = backends[workers]
+            modes[label].threads = (f"driver {torch.get_num_threads()}" if workers == 0 else
+                                    f"driver {torch.get_num_threads()}, workers "
+                                    + "/".join(str(w["threads"]) for w in b.worker_info()))
         with tempfile.TemporaryDirectory(prefix="rltk-bench-dist-") as tmp:
-            for label, workers, pipeline in picked:
-                console.print(f"running: {label} ...")
-                results.append(run_mode(args, label, workers, pipeline, Path(tmp)))
+            for round_ in range(args.rounds):
+                for label, workers, pipeline in picked:
+                    console.print(f"round {round_ + 1}/{args.rounds}: {label} ...")
+                    run_round(args, modes[label], workers, pipeline, policy, backends[workers],
+                              Path(tmp) / f"r{round_}-{workers}-{int(pipeline)}", round_)
+        results = [modes[label] for label, _, _ in picked]
+        for b in backends.values():
+            b.close()
         full_bytes, full_s = full_model_transfer(2, repeats=3)
     finally:
         session.close()
@@ -235,20 +269,24 @@ def main() -> None:
     t.add_row("full model, fp32 state dict", f"{full_bytes / 1e6:.1f} MB", "100%",
               f"{full_s * 1e3:.0f} ms (put + 2 processes fetch)")
     for r in results:
-        if r.sync_s is not None:
-            t.add_row(f"  LoRA sync in the loop: {r.label}", f"{(r.sync_bytes or 0) / 1e6:.2f} MB",
-                      f"{(r.sync_bytes or 0) / full_bytes:.2%}", f"{r.sync_s * 1e3:.1f} ms")
+        if r.syncs:
+            size = statistics.median(r.sync_bytes)
+            t.add_row(f"  LoRA sync in the loop: {r.label}", f"{size / 1e6:.2f} MB", f"{size / full_bytes:.2%}",
+                      f"{statistics.median(r.syncs) * 1e3:.1f} ms")
     console.print(t)
 
     base = next((r for r in results if r.label.startswith("in-process (baseline)")), None)
-    t = Table(title=f"GRPO step throughput on {cores} CPU cores (medians over {args.steps} steps)")
+    n = len(results[0].periods) if results else 0
+    t = Table(title=f"GRPO step throughput on {cores} CPU cores (medians over {n} steps per mode, "
+                    f"{args.rounds} interleaved rounds)")
     for col in ("mode", "threads", "s / step", "rollout tokens / s", "vs in-process", "wait for rollouts s",
-                "learn + sync s", "load avg"):
+                "learn + sync s", "load avg (1 min)"):
         t.add_column(col, justify="left" if col in ("mode", "threads") else "right")
     for r in results:
         ratio = f"{r.tokens_per_s / base.tokens_per_s:.2f}x" if base else "-"
-        t.add_row(r.label, r.threads, f"{r.step_s:.2f}", f"{r.tokens_per_s:.1f}", ratio, f"{r.wait_s:.2f}",
-                  f"{r.learn_s:.2f}", f"{r.load:.1f}")
+        t.add_row(r.label, r.threads, f"{r.step_s:.2f}", f"{r.tokens_per_s:.1f}", ratio,
+                  f"{statistics.median(r.waits):.2f}", f"{statistics.median(r.learns):.2f}",
+                  f"{min(r.loads):.1f}-{max(r.loads):.1f}")
     console.print(t)
     console.print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes share these cores)")
 

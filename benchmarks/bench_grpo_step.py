@@ -67,6 +67,10 @@ def _reset_peak() -> bool:
 def run_one(name: str, steps: int, out: str) -> None:
     import torch
 
+    from rltk.cli import quiet_libraries
+
+    quiet_libraries()
+
     from rltk.config import from_dict
     from rltk.grpo import GRPOJobConfig, train
     from rltk.models import policy_from_config
