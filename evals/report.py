@@ -89,7 +89,7 @@ def comparison_table(c: Comparison, a_label: str | None = None, b_label: str | N
     table.add_row(b_label or c.b_name, _pct(c.b_mean))
     table.add_row("difference", f"{100 * c.diff:+.1f} points, 95% CI [{100 * c.ci[0]:+.1f}, {100 * c.ci[1]:+.1f}] (paired bootstrap)")
     table.add_row("flips", f"{len(c.improved)} improved, {len(c.regressed)} regressed")
-    table.add_row("test", f"{c.test}: p = {c.p_value:.4g}")
+    table.add_row("test", f"{c.test}: {_p_text(c)}")
     for note in c.notes:
         table.add_row("note", note)
     return table
@@ -138,7 +138,7 @@ def comparison_markdown(c: Comparison, a: EvalResult, b: EvalResult, max_items: 
     lines.append(f"| {c.a_name} | {_pct(c.a_mean)} ({_describe_run(a)}) |")
     lines.append(f"| {c.b_name} | {_pct(c.b_mean)} ({_describe_run(b)}) |")
     lines.append(f"| difference | {100 * c.diff:+.1f} points, 95% CI [{100 * c.ci[0]:+.1f}, {100 * c.ci[1]:+.1f}] |")
-    lines.append(f"| test | {c.test}, p = {c.p_value:.4g} |")
+    lines.append(f"| test | {c.test}, {_p_text(c)} |")
     lines.append(f"| flips | {len(c.improved)} improved, {len(c.regressed)} regressed |")
     for title, ids in (("Improved (B > A)", c.improved), ("Regressed (B < A)", c.regressed)):
         if ids:
@@ -147,3 +147,11 @@ def comparison_markdown(c: Comparison, a: EvalResult, b: EvalResult, max_items: 
     for note in c.notes:
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"
+
+def _p_text(c: Any) -> str:
+    """``p = 0.0123``, ``p <= 1e-04`` when the test's floor is reached, and the Wilcoxon second opinion."""
+    text = f"p <= {c.p_value:.2g}" if c.p_value <= c.p_floor else f"p = {c.p_value:.4g}"
+    if c.p_wilcoxon is not None:
+        text += f"; Wilcoxon signed-rank p = {c.p_wilcoxon:.2g}"
+    return text
+
