@@ -153,7 +153,7 @@ def main() -> None:
                       f"{med['seconds/learn']:.1f}", f"{med['tokens_per_s']:.0f}", f"{TRL_SECONDS / med['seconds/step']:.1f}x faster",
                       f"{r['train_peak_mb']:.0f} MB" if r["train_peak_mb"] else "–", f"{peak:.0f} MB",
                       f"{TRL_RSS_MB / peak:.1f}x less")
-    Console().print(table)
+    Console(width=200).print(table)
     print(json.dumps(results))
 
 
