@@ -148,10 +148,10 @@ def comparison_markdown(c: Comparison, a: EvalResult, b: EvalResult, max_items: 
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"
 
+
 def _p_text(c: Any) -> str:
     """``p = 0.0123``, ``p <= 1e-04`` when the test's floor is reached, and the Wilcoxon second opinion."""
     text = f"p <= {c.p_value:.2g}" if c.p_value <= c.p_floor else f"p = {c.p_value:.4g}"
     if c.p_wilcoxon is not None:
         text += f"; Wilcoxon signed-rank p = {c.p_wilcoxon:.2g}"
     return text
-

@@ -607,10 +607,6 @@ def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, l
         if not adapters and hasattr(policy.model, "disable_adapter"):
             stack.enter_context(policy.model.disable_adapter())
         dense = DenseSampler(policy.model, dtype=compute_dtype(policy.device)) if policy.device.type == "cpu" else None
-    if dense is not None:
-        from rltk.learner import contiguous_head
-
-        contiguous_head(dense.model)  # else a 64-prompt prefill costs +3.5 GB (see FrozenLinear)
     target = dataclasses.replace(policy, model=dense.model) if dense is not None else policy
     show = cfg.log.live if live is None else live
     results: dict[str, Any] = {"sampled": None}

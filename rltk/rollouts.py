@@ -295,10 +295,6 @@ class RolloutWorker:
         if mode == "auto":
             mode = "dense" if policy.device.type == "cpu" else "shared"
         self.dense = DenseSampler(policy.model, dtype=compute_dtype(policy.device)) if mode == "dense" else None
-        if self.dense is not None:
-            from rltk.learner import contiguous_head
-
-            contiguous_head(self.dense.model)
 
     def refresh(self) -> None:
         """Rebuild the dense sampling copy from the policy's current LoRA tensors (no-op when sharing)."""

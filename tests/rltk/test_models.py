@@ -154,6 +154,9 @@ def test_dense_sampler_matches_policy_and_follows_lora_updates(quant):
     with torch.no_grad():
         pol.model(input_ids=ids)  # bitsandbytes repacks 4-bit weights for the CPU on the first forward
     sampler = DenseSampler(pol.model)
+    from rltk.learner import FrozenLinear
+
+    assert isinstance(sampler.model.get_output_embeddings(), FrozenLinear)  # the contiguous-input head (memory)
     tol = 1e-5 if quant == "none" else 2e-2  # the 4-bit policy computes in bf16
     for seed in (1, 2):
         perturb(seed)
