@@ -62,6 +62,9 @@ class VerifyOptions:
     rounding: bool = True  # "0.33" counts for 1/3 (>= 2 decimals shown, non-terminating gold)
     symbolic: bool = True  # allow the sympy tier (off: text and plain numbers only)
     processes: int = 1  # verification worker processes
+    # a plain-number gold is not matched by bare arithmetic on numbers ("84 - 32", "16 \\times 54"): that is the
+    # question, not its result (GRPO found this: it learned to copy the question after '####' and score 100%)
+    number_needs_number: bool = True
 
 
 class VerificationTimeout(TimeoutError):
@@ -160,6 +163,20 @@ def gold_answer(gold: Any) -> str | None:
 
 # --- verification --------------------------------------------------------------------------------
 
+_OPERATOR_WORDS = re.compile(r"\\(?:times|cdot|div)")
+_ARITHMETIC = re.compile(r"[\d.,\s()]*\d[\d.,\s()]*(?:[-+*/×÷·^][\d.,\s()]*\d[\d.,\s()]*)+")
+
+
+def bare_arithmetic(text: str) -> bool:
+    """Only numbers joined by arithmetic operators (``84 - 32``, ``16 \\times 54``, ``(2+3)*4``)?
+
+    >>> bare_arithmetic("84 - 32"), bare_arithmetic("16 \\\\times 54"), bare_arithmetic("-16"), bare_arithmetic("\\\\sqrt{4}")
+    (True, True, False, False)
+    """
+    t = _OPERATOR_WORDS.sub("*", text).strip()
+    return len(t) <= MAX_PARSE_CHARS and _ARITHMETIC.fullmatch(t) is not None and plain_number(t) is None
+
+
 def _quick(gold: str, pred: str, options: VerifyOptions) -> bool | None:
     """Tier 1: decide from text and plain numbers, or None to go symbolic. Bounded work."""
     if len(pred) > MAX_PARSE_CHARS or len(gold) > MAX_PARSE_CHARS:
@@ -170,6 +187,8 @@ def _quick(gold: str, pred: str, options: VerifyOptions) -> bool | None:
     gn, pn = plain_number(g), plain_number(p)
     if gn is not None and pn is not None:
         return numbers_equal(gn, pn, p, rounding=options.rounding)
+    if gn is not None and options.number_needs_number and bare_arithmetic(p):
+        return False
     if not options.symbolic:
         return False
     return None
@@ -252,6 +271,7 @@ class MathAnswer(BuiltinReward):
     rounding: bool = True
     symbolic: bool = True
     processes: int = 1
+    number_needs_number: bool = True  # see VerifyOptions
     extract: ExtractOptions = field(init=False, repr=False, compare=False, default=ExtractOptions())
 
     def __post_init__(self) -> None:
@@ -266,7 +286,7 @@ class MathAnswer(BuiltinReward):
         if self.gold_column not in columns:
             raise UserError(f"reward 'math_answer' needs column '{self.gold_column}' (has: {', '.join(sorted(columns)) or 'none'})")
         golds = columns[self.gold_column]
-        options = VerifyOptions(self.timeout_s, self.rounding, self.symbolic, self.processes)
+        options = VerifyOptions(self.timeout_s, self.rounding, self.symbolic, self.processes, self.number_needs_number)
         scores: list[float | None] = [None] * len(completions)
         todo, pairs = [], []
         for i, c in enumerate(completions):

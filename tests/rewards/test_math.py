@@ -293,3 +293,14 @@ def test_in_process_parsing_never_evaluates_strings(monkeypatch):
     for gold, pred in [(r"\frac{1}{2}", "0.50"), (r"1.25", r"\frac{5}{4}"), ("3\\sqrt{2}", "sqrt(18)"), ("x^2", "x**2")]:
         assert check_symbolic(gold, pred) is True
     assert os.environ.get("RLTK_REWARD_WORKER") is None
+
+
+def test_copying_the_question_after_the_answer_marker_scores_zero():
+    """Reward hacking GRPO found (lr 6e-5, 220 steps): '#### 84 - 32' was verified as 52 and scored 100%."""
+    from rewards import get_reward
+
+    score = get_reward("math_answer")
+    hacked = ["84 - 32 = 56\n#### 84 - 32", "16 × 54 = 968\n#### 16 × 54", "#### (2 + 3) \\times 4"]
+    assert score(hacked, answer=["52", "864", "20"]) == [0.0, 0.0, 0.0]
+    assert score(["84 - 32 = 52\n#### 52", "#### 1/2", "\\boxed{\\sqrt{4}}"], answer=["52", "0.5", "2"]) == [1.0, 1.0, 1.0]
+    assert get_reward("math_answer", number_needs_number=False)(hacked[:1], answer=["52"]) == [1.0]  # the old rule, by choice
