@@ -304,3 +304,15 @@ def test_copying_the_question_after_the_answer_marker_scores_zero():
     assert score(hacked, answer=["52", "864", "20"]) == [0.0, 0.0, 0.0]
     assert score(["84 - 32 = 52\n#### 52", "#### 1/2", "\\boxed{\\sqrt{4}}"], answer=["52", "0.5", "2"]) == [1.0, 1.0, 1.0]
     assert get_reward("math_answer", number_needs_number=False)(hacked[:1], answer=["52"]) == [1.0]  # the old rule, by choice
+
+
+def test_bare_arithmetic_check_is_linear_on_adversarial_input():
+    """Model output is untrusted: a backtracking regex took 1.4 s on 12 '+'-joined runs of digits (exponential;
+    199 runs, within the 1000-character cap, would never finish). The check is now a linear scan."""
+    from rewards.math import bare_arithmetic
+
+    for n in (12, 100, 199):
+        assert bare_arithmetic("+".join(["1111"] * n) + "x") is False
+        assert bare_arithmetic("+".join(["1111"] * n)) is True
+    assert [bare_arithmetic(x) for x in ("(2 + 3) * 4", "2*-3", "1/2", "1,234", "-16", "x - 1", "")] == \
+        [True, True, False, False, False, False, False]
