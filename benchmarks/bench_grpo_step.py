@@ -71,7 +71,7 @@ def run_one(name: str, steps: int, out: str) -> None:
 
     quiet_libraries()
 
-    from rltk.config import from_dict
+    from rltk.core.config import from_dict
     from rltk.grpo import GRPOJobConfig, train
     from rltk.models import policy_from_config
 

@@ -7,7 +7,7 @@ import re
 import time
 from pathlib import Path
 
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +73,7 @@ def _parse_ks(text: str | None) -> list[int] | None:
 
 
 def _task_args(items: list[str]) -> dict:
-    from rltk.config import parse_override
+    from rltk.core.config import parse_override
 
     out = {}
     for item in items:

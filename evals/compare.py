@@ -23,7 +23,7 @@ from typing import Any
 
 from evals.run import EvalResult
 from evals.stats import mcnemar_exact, paired_bootstrap, wilcoxon_signed_rank
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 
 @dataclass

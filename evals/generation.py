@@ -26,7 +26,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from rltk.errors import UserError
+from rltk.core.errors import UserError
+from rltk.core.seeds import row_seed
 from rltk.models import autocast
 
 
@@ -100,11 +101,6 @@ def _eos_ids(policy: Any) -> list[int]:
     return sorted(ids)
 
 
-def _row_seed(seed: int, item: int, sample: int) -> int:
-    # a fixed mix (not Python's randomised hash) so seeds are the same in every process
-    return (seed * 1_000_003 + item * 9_176 + sample * 7_919 + 0x5EED) % (2**63 - 1)
-
-
 def _pick(logits: torch.Tensor, settings: GenerationSettings, gens: list[torch.Generator]) -> torch.Tensor:
     """Next token per row from ``logits`` [b, V] (fp32)."""
     if settings.greedy:
@@ -157,7 +153,7 @@ def _decode(
         for i in items:
             for j in range(n):
                 g = torch.Generator(device=dev)
-                g.manual_seed(_row_seed(settings.seed, i, j))
+                g.manual_seed(row_seed(settings.seed, i, j))
                 gens.append(g)
     alive = torch.arange(rows, device=dev)  # [b] original row of each live row
     generated: list[list[int]] = [[] for _ in range(rows)]

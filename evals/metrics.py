@@ -17,7 +17,7 @@ import math
 from collections import Counter
 from typing import Sequence
 
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from evals.data import Rows, read_rows
+from rltk.core.rows import Rows, read_rows
 from evals.generation import GenerationSettings, GenerationStats, generate, render_prompts
 from evals.metrics import (
     classification_report,
@@ -34,7 +34,7 @@ from evals.metrics import (
     wilson_interval,
 )
 from evals.tasks import Task, get_task, item_hash
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 RESULT_FORMAT = "rltk-eval/1"
 
@@ -129,7 +129,7 @@ def _pick_demos(task: Task, k: int, rows: Rows, eval_rows: Rows, data: str | Non
         pool = task.demo_source(data)
     if pool is None:
         pool = rows
-    pool.require(task.fields, task=f"{task.name} (few-shot demos)")
+    pool.require(task.fields, f"task {task.name} (few-shot demos) needs {', '.join(task.fields)}")
     taken = {item_hash(r) for r in eval_rows.rows}
     taken_q = {task.user(r) for r in eval_rows.rows}
     candidates = [r for r in pool.rows if item_hash(r) not in taken and task.user(r) not in taken_q]

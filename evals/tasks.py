@@ -14,24 +14,24 @@ Each registry entry is a factory taking the task's own options (``--task-arg key
 >>> get_task("gsm9k")
 Traceback (most recent call last):
 ...
-rltk.errors.UserError: unknown eval task 'gsm9k' (did you mean gsm8k?; or give module:attr / file.py:attr)
+rltk.core.errors.UserError: unknown eval task 'gsm9k' (did you mean gsm8k?; or give module:attr / file.py:attr)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from evals.arithmetic import TEST_BUCKETS, make_problems, split_of, worked_solution
-from evals.data import Rows, load_hub_rows, read_rows
+from rltk.core.rows import Rows, load_hub_rows, read_rows
 from evals.scorers import parse_label
-from rltk.config import load_config
-from rltk.errors import UserError
-from rltk.registry import Registry
+from rltk.core.config import load_config
+from rltk.core.errors import UserError
+from rltk.core.registry import Registry
+from rltk.core.templates import fill, template_fields
 
 
 def _math_extract(text: str) -> str | None:
@@ -115,7 +115,7 @@ class Task:
     def check_rows(self, rows: Rows) -> None:
         """UserError naming file and line of the first row lacking a field the task or its rewards need."""
         need = list(dict.fromkeys([*self.fields, *sorted(self.reward_set().required_columns() - {"prompts", "prompt"})]))
-        rows.require(need, task=self.name)
+        rows.require(need, f"task {self.name} needs {', '.join(need)}")
 
 
 def item_hash(row: dict[str, Any]) -> str:
@@ -469,28 +469,6 @@ class UserTaskConfig:
             raise ValueError(f"combine must be mean or product, got {self.combine!r}")
 
 
-def template_fields(template: str, where: str) -> list[str]:
-    """Column names a ``{column}`` template uses; only plain names (no attribute or index access)."""
-    names = []
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as e:
-        raise UserError(f"{where}: bad template {template!r}: {e}") from e
-    for _, fname, spec, conv in parsed:
-        if fname is None:
-            continue
-        if not fname.isidentifier():
-            raise UserError(f"{where}: template field {{{fname}}} must be a plain column name")
-        if spec or conv:
-            raise UserError(f"{where}: template field {{{fname}}} may not carry a format spec or conversion")
-        names.append(fname)
-    return names
-
-
-def fill(template: str, row: dict[str, Any]) -> str:
-    return template.format_map({k: ("" if v is None else v) for k, v in row.items()})
-
-
 def load_user_task(path: str | Path) -> Task:
     """A :class:`Task` from a YAML file (see :class:`UserTaskConfig`); errors name the file and key."""
     from rewards import RewardSpec
@@ -537,15 +515,15 @@ def load_user_task(path: str | Path) -> Task:
         load=load,
         fields=tuple(dict.fromkeys(needed)),
         system=cfg.system,
-        user=lambda r: fill(cfg.prompt, r),
+        user=lambda r: fill(cfg.prompt, r, none_as_empty=True),
         rewards=specs,
         correct=cfg.correct,
         format=cfg.format,
         extract=extract,
-        gold=(lambda r: fill(gold_tpl, r)) if gold_tpl else (lambda r: _math_gold(r) if "answer" in r else ""),
+        gold=(lambda r: fill(gold_tpl, r, none_as_empty=True)) if gold_tpl else (lambda r: _math_gold(r) if "answer" in r else ""),
         item_id=_rows_id(cfg.id_column, cfg.name),
         labels=tuple(cfg.labels),
-        demo=(lambda r: fill(cfg.demo, r)) if cfg.demo else None,
+        demo=(lambda r: fill(cfg.demo, r, none_as_empty=True)) if cfg.demo else None,
         demo_source=None,
         max_new_tokens=cfg.max_new_tokens,
         combine=cfg.combine,

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from rltk.errors import UserError
-from rltk.jsonl import parse_jsonl
+from rltk.core.errors import UserError
+from rltk.core.rows import parse_jsonl
 
 BATCH = 64
 
@@ -66,7 +66,7 @@ def _common_keys(rows: list[tuple[int, dict]]) -> set[str]:
 
 def build_reward_set(args: argparse.Namespace):
     from rewards.compose import RewardSet, RewardSpec
-    from rltk.config import load_yaml, parse_override
+    from rltk.core.config import load_yaml, parse_override
 
     specs: list[Any] = []
     if getattr(args, "rewards_file", None):

@@ -31,8 +31,8 @@ from typing import Any, Callable, Iterable
 
 from rewards.core import BuiltinReward, collect_failures, get_reward, required_columns
 from rewards.sandbox import get_pool
-from rltk.config import from_dict
-from rltk.errors import UserError
+from rltk.core.config import from_dict
+from rltk.core.errors import UserError
 
 log = logging.getLogger("rewards")
 

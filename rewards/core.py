@@ -23,9 +23,9 @@ import functools
 import inspect
 from typing import Any, Callable, Iterable
 
-from rltk.config import from_dict
-from rltk.errors import UserError
-from rltk.registry import Registry
+from rltk.core.config import from_dict
+from rltk.core.errors import UserError
+from rltk.core.registry import Registry
 
 RewardFn = Callable[..., list]
 

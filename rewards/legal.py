@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from rewards.core import REWARDS, BuiltinReward, get_reward  # noqa: F401 (doctest)
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 NEGATIONS = {"not", "no", "never", "without", "nor", "neither", "cannot", "none", "nothing", "disclaimer",
              "disclaims", "disclaim", "disclaimed", "excludes", "exclude", "excluding"}

@@ -43,7 +43,7 @@ from rewards.mathparse import (
     plain_number,
 )
 from rewards.sandbox import get_pool, in_worker
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from rltk.errors import UserError  # noqa: E402
+from rltk.core.errors import UserError  # noqa: E402
 
 __all__ = ["UserError", "__version__"]

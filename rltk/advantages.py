@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from rltk.registry import Registry
+from rltk.core.registry import Registry
 
 AdvantageFn = Callable[[torch.Tensor], torch.Tensor]  # rewards [B, G] -> advantages [B, G]
 ADVANTAGES: Registry[AdvantageFn] = Registry("advantage estimator")

@@ -16,7 +16,6 @@ saving leaves the previous checkpoint intact and at worst a ``.tmp-*`` folder th
 from __future__ import annotations
 
 import os
-import random
 import re
 import shutil
 import tempfile
@@ -24,26 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from rltk.errors import UserError
+from rltk.core.errors import UserError
+from rltk.core.seeds import capture_rng
 
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 LOG_FILES = ("metrics.jsonl", "samples.jsonl")
-
-
-def capture_rng() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 @dataclass

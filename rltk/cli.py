@@ -1,6 +1,6 @@
 """The ``rltk`` command. Each package adds its own subcommands through ``add_parsers``.
 
-User errors (:class:`rltk.errors.UserError`) print one line and exit 2; nothing else is caught.
+User errors (:class:`rltk.core.errors.UserError`) print one line and exit 2; nothing else is caught.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from rltk import __version__
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 # modules that contribute subcommands: each defines add_parsers(subparsers)
 COMMAND_MODULES = ("rltk.commands", "rewards.cli", "evals.cli")

@@ -47,7 +47,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    from rltk.config import load_config
+    from rltk.core.config import load_config
     from rltk.sft import SFTJobConfig, train_sft
 
     cfg = load_config(SFTJobConfig, args.config, args.overrides)
@@ -69,7 +69,7 @@ def cmd_grpo(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rltk.errors import UserError
+    from rltk.core.errors import UserError
 
     if not DEMO_CONFIG.is_file():
         raise UserError(f"the demo config {DEMO_CONFIG} is missing (rltk demo runs from a source checkout)")

@@ -15,11 +15,13 @@ True
 from __future__ import annotations
 
 import random
-import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from rltk.errors import UserError
+from evals.arithmetic import make_problems, worked_solution
+from rltk.core.errors import UserError
+from rltk.core.rows import Rows, load_hub_rows, read_rows
+from rltk.core.templates import fill, template_fields
 
 
 @dataclass(frozen=True)
@@ -47,31 +49,12 @@ class DataConfig:
             template_fields(getattr(self, name), f"data.{name}")
 
 
-def template_fields(template: str, where: str) -> list[str]:
-    """Row fields a ``{field}`` template uses (``{{`` escapes a brace). ValueError on a broken template."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as e:
-        raise ValueError(f"{where}: broken template {template!r}: {e}") from None
-    out = []
-    for _, name, _, _ in parsed:
-        if name is None:
-            continue
-        if not name.isidentifier():
-            raise ValueError(f"{where}: template fields must be plain names like {{question}}, got {{{name}}}")
-        out.append(name)
-    return out
-
-
 @dataclass
-class Dataset:
-    rows: list[dict[str, Any]]
-    where: list[str]  # per row: file:line, hub-id[split][i] or arithmetic[train][i]
-    source: str
-    cfg: DataConfig
+class Dataset(Rows):
+    """Training rows (``where`` per row: file:line, hub-id[split][i] or arithmetic[train][i]) and the
+    ``data:`` section that turns them into chat prompts and SFT targets."""
 
-    def __len__(self) -> int:
-        return len(self.rows)
+    cfg: DataConfig = field(default_factory=DataConfig)
 
     def messages(self, i: int) -> list[dict[str, str]]:
         """The chat prompt of row ``i``: the system prompt (if any), then the user message."""
@@ -91,14 +74,6 @@ class Dataset:
     def completion(self, i: int, template: str | None = None) -> str:
         return fill(template if template is not None else self.cfg.completion, self.rows[i], self.where[i])
 
-    def require(self, fields: Iterable[str], why: str) -> None:
-        """UserError naming the first row (file:line) that lacks one of ``fields`` or has it null."""
-        fields = list(dict.fromkeys(fields))
-        for row, where in zip(self.rows, self.where):
-            for f in fields:
-                if f not in row or row[f] is None:
-                    raise UserError(f"{where}: row lacks field '{f}' ({why})")
-
     def check_for_prompts(self) -> None:
         if self.cfg.messages_column is not None:
             self.require([self.cfg.messages_column], "data.messages_column")
@@ -114,28 +89,9 @@ class Dataset:
                 reward_set.check_columns([*present, "prompts", "completion_ids"], where)
 
 
-def fill(template: str, row: dict[str, Any], where: str) -> str:
-    try:
-        return template.format_map(_Row(row, where))
-    except (IndexError, AttributeError, ValueError) as e:
-        raise UserError(f"{where}: cannot fill template {template!r}: {e}") from None
-
-
-class _Row(dict):
-    def __init__(self, row: dict[str, Any], where: str):
-        super().__init__(row)
-        self.where = where
-
-    def __missing__(self, key: str) -> Any:
-        raise UserError(f"{self.where}: row lacks field '{key}' (the template uses {{{key}}}; "
-                        f"row has {', '.join(sorted(self)) or 'no fields'})")
-
-
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Rows for ``cfg`` (see :class:`DataConfig`); UserError naming the file, line or key on bad input."""
     if cfg.source == "arithmetic":
-        from evals.arithmetic import make_problems, worked_solution
-
         try:
             rows = make_problems(cfg.split, cfg.limit or 5000, seed=cfg.data_seed, ops=cfg.ops, digits=cfg.digits,
                                  mul_digits=cfg.mul_digits)
@@ -144,21 +100,17 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         for r in rows:
             r["solution"] = worked_solution(r)
         where = [f"arithmetic[{cfg.split}][{i}]" for i in range(len(rows))]
-        return Dataset(rows, where, f"arithmetic:{cfg.split}:seed={cfg.data_seed}", cfg)
+        return Dataset(rows, where, f"arithmetic:{cfg.split}:seed={cfg.data_seed}", cfg=cfg)
     if cfg.source.startswith("hf:"):
-        from evals.data import load_hub_rows
-
         loaded = load_hub_rows(cfg.source[3:], cfg.split, cfg.hf_config)
     else:
-        from evals.data import read_rows
-
         loaded = read_rows(cfg.source)
     rows, where = loaded.rows, loaded.where
     if cfg.limit is not None:
         rows, where = rows[:cfg.limit], where[:cfg.limit]
     if not rows:
         raise UserError(f"data: {cfg.source} has no rows")
-    return Dataset(list(rows), list(where), loaded.source, cfg)
+    return Dataset(list(rows), list(where), loaded.source, cfg=cfg)
 
 
 class PromptStream:
@@ -199,4 +151,4 @@ class PromptStream:
         return out
 
 
-__all__ = ["DataConfig", "Dataset", "PromptStream", "fill", "load_dataset", "template_fields"]
+__all__ = ["DataConfig", "Dataset", "PromptStream", "load_dataset"]

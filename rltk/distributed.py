@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 if TYPE_CHECKING:  # the engine's types; imported lazily at run time (rltk.grpo imports this module)
     import torch

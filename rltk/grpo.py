@@ -14,7 +14,7 @@ One step, top to bottom (:func:`train`):
 
 From Python::
 
-    from rltk.config import load_config
+    from rltk.core.config import load_config
     from rltk.grpo import GRPOJobConfig, train
     cfg = load_config(GRPOJobConfig, "examples/arithmetic/grpo.yaml", ["grpo.steps=20"])
     result = train(cfg)                       # or train(cfg, resume="runs/my-run")
@@ -35,10 +35,11 @@ import torch
 
 from rewards import RewardScores, RewardSet, RewardSpec
 from rltk.advantages import compute_advantages, zero_variance_groups
-from rltk.checkpoint import latest_checkpoint, load_adapter_into, restore_logs, restore_rng, save_checkpoint
-from rltk.config import to_dict
+from rltk.checkpoint import latest_checkpoint, load_adapter_into, restore_logs, save_checkpoint
+from rltk.core.config import to_dict
 from rltk.data import DataConfig, Dataset, PromptStream, load_dataset
-from rltk.errors import UserError
+from rltk.core.errors import UserError
+from rltk.core.seeds import restore_rng, step_seed
 from rltk.learner import Learner, LossConfig, OptimConfig, TrainBatch, UpdateStats
 from rltk.loss import BatchTotals
 from rltk.metrics import LiveView, MetricsLog, grpo_columns
@@ -168,7 +169,7 @@ class GRPOJobConfig:
 
 def load_job_config(path: str | Path, overrides: Sequence[str] = ()) -> GRPOJobConfig:
     """``load_config`` for GRPO jobs; a relative ``warm_start`` path is relative to the config file's folder."""
-    from rltk.config import load_config
+    from rltk.core.config import load_config
 
     cfg = load_config(GRPOJobConfig, path, list(overrides))
     if cfg.warm_start is not None and not Path(cfg.warm_start).is_absolute():
@@ -220,11 +221,6 @@ class ScoredGroup:
     group: RolloutGroup
     rewards: list[float]  # [G] total reward
     components: dict[str, list[float | None]]  # label -> [G]
-
-
-def step_seed(seed: int, step: int, draw: int = 0) -> int:
-    """The sampling seed of draw ``draw`` of step ``step``: resumed runs sample exactly as uninterrupted ones."""
-    return (seed * 1_000_003 + step * 1_009 + draw * 7_919 + 17) % (2**31 - 1)
 
 
 def score_groups(reward_set: RewardSet, groups: Sequence[RolloutGroup],
@@ -537,7 +533,7 @@ def run_job(cfg: GRPOJobConfig, *, resume: str | Path | None = None, live: bool 
         model_cfg = cfg.model
         if cfg.warm_start is not None:
             from rltk.sft import SFTJobConfig
-            from rltk.config import load_config
+            from rltk.core.config import load_config
 
             model_cfg = load_config(SFTJobConfig, cfg.warm_start).model
             if (model_cfg.spec, model_cfg.quant) != (cfg.model.spec, cfg.model.quant):

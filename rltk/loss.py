@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from rltk.registry import Registry
+from rltk.core.registry import Registry
 
 
 def clipped_token_loss(

@@ -33,7 +33,7 @@ from typing import Any, Iterator, Literal
 
 import torch
 
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 Quant = Literal["none", "nf4", "int8"]
 

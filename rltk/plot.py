@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 from rltk.metrics import read_jsonl
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 LOOPBACK = "127.0.0.1"
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": nodes use 127.0.0.1, no second node

@@ -40,7 +40,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 import torch
 
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 from rltk.models import DenseSampler, ModelConfig, Policy, autocast, compute_dtype, load_trainable_state, policy_from_config
 
 

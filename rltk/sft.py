@@ -14,7 +14,7 @@
 
 From Python::
 
-    from rltk.config import load_config
+    from rltk.core.config import load_config
     from rltk.sft import SFTJobConfig, train_sft
     result = train_sft(load_config(SFTJobConfig, "examples/arithmetic/sft.yaml"))
     result.adapter_dir
@@ -31,9 +31,9 @@ from typing import Any, Literal
 
 import torch
 
-from rltk.config import load_config, to_dict
+from rltk.core.config import load_config, to_dict
 from rltk.data import DataConfig, Dataset, load_dataset
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 from rltk.learner import Learner, MicroBatch, OptimConfig, collate, completion_log_probs
 from rltk.metrics import SFT_COLUMNS, LiveView, MetricsLog
 from rltk.models import ModelConfig, Policy, policy_from_config

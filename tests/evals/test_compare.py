@@ -9,7 +9,7 @@ import evals.run as run_mod
 from evals import compare, evaluate, load_result
 from evals.generation import Completion
 from rltk.cli import main
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 from rltk.models import tiny_policy
 
 N = 40

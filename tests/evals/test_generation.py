@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from evals.generation import GenerationSettings, GenerationStats, generate, render_prompts
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 QUESTIONS = ["hi", "what is 2+2?", "tell me a story about a cat", "a", "why is the sky blue? explain", "ok"]
 

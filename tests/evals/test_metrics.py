@@ -15,7 +15,7 @@ from evals.metrics import (
     pass_at_k,
     wilson_interval,
 )
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 
 # --- pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k) --------------------------------------------

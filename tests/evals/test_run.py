@@ -9,7 +9,7 @@ import evals.run as run_mod
 from evals import evaluate, load_result
 from evals.generation import Completion
 from evals.metrics import pass_at_k
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 from rltk.models import tiny_policy
 
 ROWS = [{"id": f"r{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(6)]

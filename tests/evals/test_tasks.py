@@ -5,10 +5,10 @@ import json
 import pytest
 
 from evals.arithmetic import make_problems, split_of
-from evals.data import Rows
+from rltk.core.rows import Rows
 from evals.run import _pick_demos
 from evals.tasks import TASKS, get_task, load_user_task
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 
 def _score(task, completions, rows):
@@ -133,7 +133,7 @@ def test_user_task_from_yaml(tmp_path):
     "body, message",
     [
         ("prompt: 'x {q}'\nrewards: [{name: math_answer}]\ncorrect: nope\n", r"'correct: nope' is not the label of one of its rewards"),
-        ("prompt: 'x {q.__class__}'\nrewards: [{name: math_answer}]\n", r"template field \{q.__class__\} must be a plain column name"),
+        ("prompt: 'x {q.__class__}'\nrewards: [{name: math_answer}]\n", r"template fields must be plain names like \{question\}, got \{q.__class__\}"),
         ("prompt: 'x {q}'\nrewards: [{name: math_answr}]\n", r"unknown reward 'math_answr'"),
         ("prompt: 'x {q}'\nrewardz: []\n", r"unknown key 'rewardz'"),
     ],

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rewards import REWARDS, RewardSet, RewardSpec, get_reward, reward
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 USER = str(Path(__file__).with_name("user_rewards.py"))
 

@@ -8,7 +8,7 @@ import pytest
 
 from rewards import RewardSet, RewardSpec, get_reward
 from rewards.legal import LegalTerms, load_glossary
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 from conftest import SHARED_DATA
 

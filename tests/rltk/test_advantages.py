@@ -16,7 +16,7 @@ from rltk.advantages import (
     rloo_advantages,
     zero_variance_groups,
 )
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 
 def test_group_relative_hand_values():

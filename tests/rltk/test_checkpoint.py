@@ -13,10 +13,10 @@ from rltk.checkpoint import (
     list_checkpoints,
     load_adapter_into,
     restore_logs,
-    restore_rng,
     save_checkpoint,
 )
-from rltk.errors import UserError
+from rltk.core.errors import UserError
+from rltk.core.seeds import restore_rng
 from rltk.models import LoraSettings, tiny_policy, trainable_state
 
 

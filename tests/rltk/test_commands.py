@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rltk.cli import main
-from rltk.config import load_config
+from rltk.core.config import load_config
 from rltk.grpo import GRPOJobConfig, load_job_config
 from rltk.sft import SFTJobConfig
 

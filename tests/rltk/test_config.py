@@ -5,8 +5,8 @@ from typing import Literal
 
 import pytest
 
-from rltk.config import from_dict, load_config, to_dict
-from rltk.errors import UserError
+from rltk.core.config import from_dict, load_config, to_dict
+from rltk.core.errors import UserError
 
 
 @dataclass(frozen=True)

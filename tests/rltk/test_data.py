@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from rewards import RewardSet, RewardSpec
-from rltk.config import from_dict
+from rltk.core.config import from_dict
 from rltk.data import DataConfig, PromptStream, load_dataset
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 
 def test_generated_arithmetic_is_the_train_split_with_worked_solutions():

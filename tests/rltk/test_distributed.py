@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from rltk.distributed import RayRollouts, check_groups, make_backend, shard_seed, split_contiguous, state_nbytes
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 from rltk.grpo import DistributedConfig
 from rltk.models import LoraSettings, ModelConfig, footprint_bytes, tiny_policy, trainable_state
 from rltk.ray_utils import auth_mode_for_join

@@ -9,8 +9,8 @@ import torch
 
 from rewards import RewardScores
 from rltk.checkpoint import list_checkpoints
-from rltk.config import from_dict
-from rltk.errors import UserError
+from rltk.core.config import from_dict
+from rltk.core.errors import UserError
 from rltk.grpo import GRPOJobConfig, LocalRollouts, build_train_batch, ScoredGroup, step_seed, train
 from rltk.metrics import read_jsonl
 from rltk.models import LoraSettings, tiny_policy, trainable_state

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rltk import models
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 from rltk.models import LoraSettings, footprint_bytes, load_policy, tiny_policy, trainable_state
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from rltk.errors import UserError
-from rltk.registry import Registry, load_object, resolve_callable
+from rltk.core.errors import UserError
+from rltk.core.registry import Registry, load_object, resolve_callable
 
 
 def test_register_get_and_refuse_duplicates():

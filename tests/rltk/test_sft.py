@@ -8,9 +8,9 @@ import random
 import pytest
 import torch
 
-from rltk.config import from_dict
+from rltk.core.config import from_dict
 from rltk.data import DataConfig, load_dataset
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 from rltk.learner import collate
 from rltk.models import LoraSettings, load_policy, tiny_policy, trainable_state
 from rltk.sft import SFTJobConfig, completion_nll, encode_examples, length_batches, train_sft

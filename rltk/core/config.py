@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""Reading task rows from local files or the HF hub, remembering where each row came from.
+"""Rows and their readers: local files or the HF hub, each row remembering where it came from.
 
 Every row carries its location (``file:line``) so a row that lacks a field is reported
 by name. Formats: JSON Lines (``.jsonl``), a JSON list or mapping of objects (``.json``),
@@ -10,10 +10,12 @@ and tab- or comma-separated files with a header line (``.tsv``, ``.csv``).
 >>> rows = read_rows(path)
 >>> rows.rows[0]["answer"], rows.where[1]
 ('2', 'rows.jsonl:2')
->>> rows.require(["question", "answer"], task="demo")
+>>> rows.require(["question", "answer"], "task demo needs question, answer")
 Traceback (most recent call last):
 ...
-rltk.errors.UserError: rows.jsonl:2: row lacks field 'answer' (task demo needs question, answer)
+rltk.core.errors.UserError: rows.jsonl:2: row lacks field 'answer' (task demo needs question, answer)
+>>> parse_jsonl(['{"a": 1}', '', '{"a": 2}'], "rows.jsonl")
+[(1, {'a': 1}), (3, {'a': 2})]
 """
 
 from __future__ import annotations
@@ -25,8 +27,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from rltk.errors import UserError
-from rltk.jsonl import parse_jsonl
+from rltk.core.errors import UserError
+
+
+def parse_jsonl(lines: Iterable[str], name: str) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each non-blank line; a line that is not a JSON object is a
+    :class:`UserError` naming ``name`` and the line (the first such line: nothing is half-read)."""
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{name}:{n}: invalid JSON: {e.msg} (column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{name}:{n}: each line must be a JSON object, got {type(obj).__name__}")
+        rows.append((n, obj))
+    return rows
 
 
 @dataclass
@@ -41,13 +59,14 @@ class Rows:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def require(self, fields: Iterable[str], task: str) -> None:
-        """UserError naming the first row (file and line) that lacks one of ``fields`` or has it empty/null."""
-        fields = list(fields)
+    def require(self, fields: Iterable[str], why: str) -> None:
+        """UserError naming the first row (file and line) that lacks one of ``fields`` or has it null;
+        ``why`` says who needs them (e.g. ``"task gsm8k needs question, answer"``)."""
+        fields = list(dict.fromkeys(fields))
         for row, where in zip(self.rows, self.where):
             for f in fields:
                 if f not in row or row[f] is None:
-                    raise UserError(f"{where}: row lacks field {f!r} (task {task} needs {', '.join(fields)})")
+                    raise UserError(f"{where}: row lacks field {f!r} ({why})")
 
     def select(self, indices: Sequence[int]) -> "Rows":
         return Rows([self.rows[i] for i in indices], [self.where[i] for i in indices], self.source, dict(self.extra))

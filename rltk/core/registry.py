@@ -13,7 +13,7 @@ point at any callable with ``package.module:attr`` or ``path/to/file.py:attr``.
 >>> r.get("blue")
 Traceback (most recent call last):
 ...
-rltk.errors.UserError: unknown colour 'blue' (known: red; or give module:attr / file.py:attr)
+rltk.core.errors.UserError: unknown colour 'blue' (known: red; or give module:attr / file.py:attr)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
-from rltk.errors import UserError
+from rltk.core.errors import UserError
 
 T = TypeVar("T")
 
