@@ -116,7 +116,8 @@ def job(args: argparse.Namespace, workers: int, pipeline: bool, run_dir: Path) -
     from rewards import RewardSpec
 
     from rltk.data import DataConfig
-    from rltk.grpo import CheckpointConfig, DistributedConfig, GRPOConfig, GRPOJobConfig, LogConfig
+    from rltk.grpo import CheckpointConfig, GRPOConfig, GRPOJobConfig, LogConfig
+    from rltk.rollouts import DistributedConfig
     from rltk.rollouts import SamplingConfig
 
     cores = os.cpu_count() or 1
@@ -163,7 +164,7 @@ def full_model_transfer(workers: int, repeats: int) -> tuple[int, float]:
     """Bytes of the full fp32 state dict and the median time to put it once and have ``workers`` processes fetch it."""
     import ray
 
-    from rltk.distributed import state_nbytes
+    from rltk.rollouts.ray_shares import state_nbytes
     from rltk.models import load_policy
 
     full = load_policy("smollm2-135m", quant="none", lora=None, trainable=False)
@@ -202,9 +203,9 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from rltk.distributed import state_nbytes
+    from rltk.rollouts.ray_shares import state_nbytes
     from rltk.models import LoraSettings, footprint_bytes, load_policy, trainable_state
-    from rltk.ray_utils import connect
+    from rltk.rollouts.ray_session import connect
 
     console = Console(width=150)
     cores = os.cpu_count() or 1
@@ -224,8 +225,8 @@ def main() -> None:
     # the modes take turns step-run by step-run, so a change in the machine's load falls on all of them alike
     session = connect(None, num_cpus=2 * cores + 1)
     try:
-        from rltk.distributed import make_backend
-        from rltk.grpo import DistributedConfig, LocalRollouts
+        from rltk.rollouts import make_backend
+        from rltk.rollouts import DistributedConfig, LocalRollouts
         from rltk.models import policy_from_config
         from rltk.rollouts import RolloutWorker
 

@@ -1,6 +1,9 @@
 """The ``rltk`` command. Each package adds its own subcommands through ``add_parsers``.
 
-User errors (:class:`rltk.core.errors.UserError`) print one line and exit 2; nothing else is caught.
+A subcommand's handler is named as a ``"module:function"`` string (``set_defaults(func=...)``) and
+imported only when that subcommand runs, so ``rltk --help`` does not load torch; the parser modules
+themselves stay light. User errors (:class:`rltk.core.errors.UserError`) print one line and exit 2;
+nothing else is caught.
 """
 
 from __future__ import annotations
@@ -9,13 +12,19 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from rltk import __version__
 from rltk.core.errors import UserError
+from rltk.core.registry import load_object
 
 # modules that contribute subcommands: each defines add_parsers(subparsers)
 COMMAND_MODULES = ("rltk.commands", "rewards.cli", "evals.cli")
+
+
+def resolve_handler(func: Any) -> Callable[[argparse.Namespace], Any]:
+    """A parser's handler: a callable, or ``"module:function"`` imported now (the subcommand runs)."""
+    return load_object(func, kind="command handler") if isinstance(func, str) else func
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     quiet_libraries()
     try:
-        return int(args.func(args) or 0)
+        return int(resolve_handler(args.func)(args) or 0)
     except UserError as e:
         print(f"rltk: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -44,24 +44,9 @@ from rltk.learner import Learner, LossConfig, OptimConfig, TrainBatch, UpdateSta
 from rltk.loss import BatchTotals
 from rltk.metrics import LiveView, MetricsLog, grpo_columns
 from rltk.models import ModelConfig, Policy, policy_from_config, trainable_state
-from rltk.rollouts import PromptRequest, RolloutGroup, RolloutWorker, SamplingConfig
+from rltk.rollouts import DistributedConfig, PromptRequest, RolloutGroup, SamplingConfig, make_backend
 
 # ----------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class DistributedConfig:
-    """Where rollouts run (see ``rltk.distributed``)."""
-
-    workers: int = 0  # 0 = everything in one process, no Ray
-    ray_address: str | None = None  # None: start a local Ray bound to loopback; "auto" or "HOST:PORT": join a cluster
-    pipeline: bool = False  # one-step-off-policy: generate step t+1 while the learner updates on step t
-    num_cpus_per_worker: float = 1.0
-    num_gpus_per_worker: float = 0.0
-    resources_per_worker: dict[str, float] = field(default_factory=dict)
-    max_restarts: int = 3
-    reward_tasks: bool = False  # score rewards as Ray tasks
-    placement: str = "PACK"  # Ray placement-group strategy for the workers
 
 
 @dataclass(frozen=True)
@@ -175,42 +160,6 @@ def load_job_config(path: str | Path, overrides: Sequence[str] = ()) -> GRPOJobC
     if cfg.warm_start is not None and not Path(cfg.warm_start).is_absolute():
         cfg = dataclasses.replace(cfg, warm_start=str(Path(path).parent / cfg.warm_start))
     return cfg
-
-
-# ----------------------------------------------------------------------------- rollout backends
-
-
-class RolloutBackend(Protocol):
-    def submit(self, requests: list[PromptRequest], seed: int) -> Any: ...
-    def collect(self, handle: Any) -> list[RolloutGroup]: ...
-    def sync(self, state: dict[str, torch.Tensor], version: int) -> dict[str, float]: ...
-    def events(self) -> list[str]: ...
-    def close(self) -> None: ...
-
-
-class LocalRollouts:
-    """In-process backend: one :class:`RolloutWorker` sharing the learner's model; ``submit`` runs at once."""
-
-    shares_model = True  # the loop need not copy the adapter out to sync it
-
-    def __init__(self, worker: RolloutWorker):
-        self.worker = worker
-
-    def submit(self, requests: list[PromptRequest], seed: int) -> list[RolloutGroup]:
-        return self.worker.generate(requests, seed)
-
-    def collect(self, handle: list[RolloutGroup]) -> list[RolloutGroup]:
-        return handle
-
-    def sync(self, state: dict[str, torch.Tensor], version: int) -> dict[str, float]:
-        self.worker.set_version(version)  # the shared model already holds the new adapter
-        return {"sync_bytes": 0.0, "sync_seconds": 0.0}
-
-    def events(self) -> list[str]:
-        return []
-
-    def close(self) -> None:
-        return None
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -703,12 +652,7 @@ def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | No
         restore_logs(ckpt, run_dir)
         start = ckpt.step
     if backend is None:
-        if cfg.distributed.workers == 0:
-            backend = LocalRollouts(RolloutWorker(cfg.model, cfg.sampling, seed=cfg.seed, policy=policy))
-        else:
-            from rltk.distributed import make_backend
-
-            backend = make_backend(cfg.distributed, cfg.model, cfg.sampling, cfg.seed, init_adapter, policy=policy)
+        backend = make_backend(cfg.distributed, cfg.model, cfg.sampling, cfg.seed, init_adapter, policy=policy)
     if not getattr(backend, "shares_model", False):  # remote samplers start from exactly the learner's adapter
         backend.sync(trainable_state(policy.model), learner.version)
     elif hasattr(backend, "worker"):
@@ -727,14 +671,11 @@ def _key(label: str | None) -> str | None:
 
 __all__ = [
     "CheckpointConfig",
-    "DistributedConfig",
     "EvalConfig",
     "GRPOConfig",
     "GRPOJobConfig",
     "GRPOResult",
-    "LocalRollouts",
     "LogConfig",
-    "RolloutBackend",
     "ScoredGroup",
     "build_train_batch",
     "score_groups",

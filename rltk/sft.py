@@ -37,7 +37,7 @@ from rltk.core.errors import UserError
 from rltk.learner import Learner, MicroBatch, OptimConfig, collate, completion_log_probs
 from rltk.metrics import SFT_COLUMNS, LiveView, MetricsLog
 from rltk.models import ModelConfig, Policy, policy_from_config
-from rltk.rollouts import encode_prompt, eos_token_ids
+from rltk.rollouts.worker import encode_prompt, eos_token_ids
 
 
 @dataclass(frozen=True)

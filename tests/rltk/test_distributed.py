@@ -1,4 +1,4 @@
-"""Rollouts on Ray (rltk.distributed, rltk.ray_utils) on the tiny model, on one private loopback Ray instance.
+"""Rollouts on Ray (rltk.rollouts: ray_rollouts, ray_worker, ray_session) on the tiny model, on one private loopback Ray instance.
 
 Ray starts once for the module (each start costs seconds on 2 cores) and the 2-worker backend is shared;
 the test that exhausts a worker's restarts runs last and breaks that backend on purpose.
@@ -17,11 +17,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from rltk.distributed import RayRollouts, check_groups, make_backend, shard_seed, split_contiguous, state_nbytes
+from rltk.rollouts import make_backend
+from rltk.rollouts.ray_rollouts import RayRollouts
+from rltk.rollouts.ray_shares import check_groups, shard_seed, split_contiguous, state_nbytes
 from rltk.core.errors import UserError
-from rltk.grpo import DistributedConfig
+from rltk.rollouts import DistributedConfig
 from rltk.models import LoraSettings, ModelConfig, footprint_bytes, tiny_policy, trainable_state
-from rltk.ray_utils import auth_mode_for_join
+from rltk.rollouts.ray_session import auth_mode_for_join
 from rltk.rollouts import PromptRequest, RolloutWorker, SamplingConfig
 
 pytestmark = pytest.mark.ray
@@ -61,7 +63,7 @@ def perturbed_learner(scale: float, seed: int) -> tuple:
 
 @pytest.fixture(scope="module")
 def ray_session():
-    from rltk.ray_utils import connect
+    from rltk.rollouts.ray_session import connect
 
     session = connect(None, num_cpus=4)
     yield session
@@ -103,7 +105,7 @@ def test_check_groups_refuses_missing_duplicate_or_reordered_groups():
 
 
 def test_copy_adapter_state_loads_exactly_what_peft_loads_and_refuses_foreign_states():
-    from rltk.distributed import copy_adapter_state
+    from rltk.rollouts.ray_worker import copy_adapter_state
     from rltk.models import load_trainable_state
 
     _, state = perturbed_learner(scale=0.5, seed=7)
@@ -131,7 +133,7 @@ def test_joining_sets_token_auth_only_when_a_token_exists(tmp_path):
 def test_joining_a_dead_address_fails_fast_with_a_clear_message():
     import socket
 
-    from rltk.ray_utils import connect
+    from rltk.rollouts.ray_session import connect
 
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -143,7 +145,7 @@ def test_joining_a_dead_address_fails_fast_with_a_clear_message():
 
 
 def test_zero_workers_runs_in_process_without_ray(monkeypatch):
-    from rltk.grpo import LocalRollouts
+    from rltk.rollouts import LocalRollouts
 
     monkeypatch.setitem(sys.modules, "ray", None)  # any `import ray` now fails
     pol = tiny_policy(lora=TINY.lora)
@@ -177,7 +179,7 @@ def test_bad_worker_settings_are_one_line_user_errors(ray_session, tmp_path):
 def test_workers_the_cluster_cannot_place_are_a_user_error(ray_session, monkeypatch):
     import ray
 
-    monkeypatch.setattr("rltk.distributed.PLACEMENT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr("rltk.rollouts.ray_rollouts.PLACEMENT_TIMEOUT_S", 1.0)
     with pytest.raises(UserError, match=r"cannot place 2 rollout workers of \{.*'gpu_a100': 1.0\} each .* free"):
         RayRollouts(replace(DIST, resources_per_worker={"gpu_a100": 1.0}), TINY, SAMPLING)
     states = [pg["state"] for pg in ray.util.placement_group_table().values()]
@@ -412,7 +414,7 @@ def test_killed_worker_is_restarted_its_prompts_regenerated_then_restarts_run_ou
 def test_rewards_scored_as_ray_tasks_equal_in_process_scoring_and_keep_time_limits(ray_session, tmp_path):
     from rewards import RewardSet, RewardSpec
 
-    from rltk.distributed import RayRewardSet
+    from rltk.rollouts.ray_rewards import RayRewardSet
 
     user = tmp_path / "slow_reward.py"
     user.write_text(

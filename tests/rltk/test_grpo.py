@@ -11,7 +11,9 @@ from rewards import RewardScores
 from rltk.checkpoint import list_checkpoints
 from rltk.core.config import from_dict
 from rltk.core.errors import UserError
-from rltk.grpo import GRPOJobConfig, LocalRollouts, build_train_batch, ScoredGroup, step_seed, train
+from rltk.core.seeds import step_seed
+from rltk.grpo import GRPOJobConfig, build_train_batch, ScoredGroup, train
+from rltk.rollouts import LocalRollouts
 from rltk.metrics import read_jsonl
 from rltk.models import LoraSettings, tiny_policy, trainable_state
 from rltk.rollouts import PromptRequest, RolloutGroup, RolloutWorker, SamplingConfig

@@ -125,8 +125,9 @@ DRIVER = textwrap.dedent('''
     import json, os, signal, sys
     from rewards import RewardSpec
     from rltk.data import DataConfig
-    from rltk.distributed import make_backend
-    from rltk.grpo import CheckpointConfig, DistributedConfig, GRPOConfig, GRPOJobConfig, LogConfig, train
+    from rltk.rollouts import make_backend
+    from rltk.grpo import CheckpointConfig, GRPOConfig, GRPOJobConfig, LogConfig, train
+    from rltk.rollouts import DistributedConfig
     from rltk.models import LoraSettings, ModelConfig
     from rltk.rollouts import SamplingConfig
 

@@ -7,10 +7,10 @@ import contextlib
 import pytest
 import torch
 
-import rltk.rollouts as rollouts
+import rltk.rollouts.worker as rollouts
 from rltk.learner import collate, completion_log_probs
 from rltk.models import LoraSettings, tiny_policy, trainable_state
-from rltk.rollouts import PromptRequest, RolloutWorker, SamplingConfig, process_logits, sample_completions, sampling_mode
+from rltk.rollouts.worker import PromptRequest, RolloutWorker, SamplingConfig, process_logits, sample_completions, sampling_mode
 
 MSGS = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "what is 2 + 2?"}]]
 

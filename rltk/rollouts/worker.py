@@ -2,7 +2,7 @@
 
 The sampler never computes a loss; it only turns :class:`PromptRequest` s into
 :class:`RolloutGroup` s (the one typed object that crosses a process boundary, see
-``rltk.distributed``).
+``rltk.rollouts.ray_rollouts``).
 
 How one batch is sampled (:func:`sample_completions`):
 
@@ -271,7 +271,7 @@ def sampling_mode(policy: Policy, merge_lora: bool = True) -> Iterator[None]:
 
 
 class RolloutWorker:
-    """Samples groups for prompt requests. A plain class: ``rltk.distributed`` wraps it with ``ray.remote``.
+    """Samples groups for prompt requests. A plain class: ``rltk.rollouts.ray_worker`` wraps it with ``ray.remote``.
 
     In-process (``policy`` given) it shares the learner's model: no copy of the policy, and with the
     ``dense`` sampler one dense copy refreshed from the shared LoRA tensors at each new version.
