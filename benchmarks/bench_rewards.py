@@ -26,6 +26,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from rewards import get_reward
+from rewards.math import check_symbolic, normalize, plain_number
+from rewards.sandbox import get_pool
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -69,11 +73,6 @@ def main() -> int:
         return 2
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # workers inherit the one core
-
-    from rewards import get_reward
-    from rewards.math import check_symbolic
-    from rewards.mathparse import normalize, plain_number
-    from rewards.sandbox import get_pool
 
     ma = get_reward("math_answer", timeout_s=args.timeout)
     get_pool("verify").warm()

@@ -32,7 +32,7 @@ def _limit_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _resolve(target: tuple, cache: dict[Any, Callable]) -> Callable:
+def _resolve(target: tuple, cache: dict[Any, Callable], get_reward: Callable) -> Callable:
     kind = target[0]
     if kind == "cached":
         return cache[target[1]]
@@ -48,8 +48,6 @@ def _resolve(target: tuple, cache: dict[Any, Callable]) -> Callable:
         for part in attr.split("."):
             fn = getattr(fn, part)
     elif kind == "reward":
-        from rewards.core import get_reward
-
         fn = get_reward(target[1], **target[2])
     else:
         raise ValueError(f"unknown target {target!r}")
@@ -63,8 +61,14 @@ def main() -> None:
     sys.stdout = sys.stderr
     _die_with_parent()
     _limit_memory()
-    from rewards.sandbox import read_frame, write_frame
-    import rewards.math  # noqa: F401  (warm: sympy and the LaTeX parser load once, not per task)
+    # The project's modules are imported only now, by name: any rewards.* import runs rewards/__init__,
+    # which loads sympy (seconds, ~100 MB). That must come after stdout is routed to stderr (an import-time
+    # print would corrupt the reply stream), after die-with-parent (a parent that dies during the import
+    # takes the worker with it) and under the memory limit.
+    sandbox = importlib.import_module("rewards.sandbox")
+    read_frame, write_frame = sandbox.read_frame, sandbox.write_frame
+    get_reward = importlib.import_module("rewards.core").get_reward
+    importlib.import_module("rewards.math")  # warm: sympy and the LaTeX parser load once, not per task
 
     write_frame(out_fd, ("ready",))
     cache: dict[Any, Callable] = {}
@@ -75,7 +79,7 @@ def main() -> None:
             return
         _, target, items = msg
         try:
-            fn = _resolve(target, cache)
+            fn = _resolve(target, cache, get_reward)
         except BaseException as e:  # noqa: BLE001 - reported to the parent, per item
             err = f"{type(e).__name__}: {e}"
             for _ in items:

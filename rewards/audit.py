@@ -19,14 +19,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from rewards.compose import RewardSet
+from rewards.math.extract import gold_answer
 
 PROMPT_COLUMNS = ("prompt", "question", "problem", "input")
 TEXT_COLUMNS = ("source", "original_text", "document", "context")
 
 
 def _gold(row: dict[str, Any], gold_column: str | None) -> str | None:
-    from rewards.math import gold_answer
-
     if gold_column and row.get(gold_column) is not None:
         return gold_answer(row[gold_column])
     return None

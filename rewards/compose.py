@@ -191,10 +191,7 @@ class RewardSet:
         n = len(completions)
         if c.target is None:
             return _run_inline(c.fn, completions, columns)
-        items = []
-        for i in range(n):
-            row = {k: ([v[i]] if isinstance(v, (list, tuple)) and len(v) == n else v) for k, v in columns.items()}
-            items.append((([completions[i]],), row))
+        items = [(([completions[i]],), _sample_columns(columns, i, n)) for i in range(n)]
         outcomes = get_pool("user", self.processes).run(c.target, items, self.timeout_s)
         values: list[float | None] = []
         errs: list[tuple[int, str]] = []
@@ -208,6 +205,11 @@ class RewardSet:
             if err:
                 errs.append((i, err))
         return values, errs
+
+
+def _sample_columns(columns: dict[str, Any], i: int, n: int) -> dict[str, Any]:
+    """Batch columns of sample ``i`` alone: list columns of length ``n`` become one-item lists."""
+    return {k: ([v[i]] if isinstance(v, (list, tuple)) and len(v) == n else v) for k, v in columns.items()}
 
 
 def _check_value(result: Any, expect: int) -> tuple[list[float | None] | None, str | None]:
@@ -243,7 +245,7 @@ def _run_inline(fn: Callable, completions: list, columns: dict[str, Any]) -> tup
         return [None if i in failed else v for i, v in enumerate(values)], sorted(failed.items())
     values, errs = [], []
     for i in range(n):
-        row = {k: ([v[i]] if isinstance(v, (list, tuple)) and len(v) == n else v) for k, v in columns.items()}
+        row = _sample_columns(columns, i, n)
         with collect_failures() as rep:
             try:
                 v, e1 = _check_value(fn([completions[i]], **row), expect=1)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rewards.core import REWARDS, BuiltinReward, get_reward  # noqa: F401 (doctest)
-from rewards.math import last_boxed
+from rewards.math.extract import last_boxed
 
 
 @REWARDS.register("format_answer")

@@ -1,15 +1,12 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
+from rltk.core.rows import read_rows
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +14,7 @@ def math500() -> list[dict]:
     path = SHARED_DATA / "math500" / "test.jsonl"
     if not path.is_file():
         pytest.skip(f"{path} not found (shared/data beside the repo)")
-    return read_jsonl(path)
+    return read_rows(path).rows
 
 
 @pytest.fixture(scope="session")
@@ -25,4 +22,4 @@ def gsm8k_test() -> list[dict]:
     path = SHARED_DATA / "gsm8k" / "test.jsonl"
     if not path.is_file():
         pytest.skip(f"{path} not found (shared/data beside the repo)")
-    return read_jsonl(path)
+    return read_rows(path).rows

@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["rewards", "rewards.core", "rewards.compose", "rewards.math", "rewards.mathparse", "rewards.formats",
+MODULES = ["rewards", "rewards.core", "rewards.compose", "rewards.math", "rewards.math.extract",
+           "rewards.math.normalization", "rewards.math.parse", "rewards.math.grade", "rewards.formats",
            "rewards.legal", "rewards.sandbox", "rewards.audit"]
 
 

@@ -10,9 +10,22 @@ import time
 
 import pytest
 
-from rewards import get_reward
-from rewards.math import ExtractOptions, VerificationTimeout, extract_answer, gold_answer, verify
-from rewards.sandbox import get_pool
+import rewards.math.grade as grade
+from rewards import RewardSet, RewardSpec, get_reward
+from rewards.math import (
+    SYMBOLIC_CHECK,
+    ExtractOptions,
+    VerificationTimeout,
+    VerifyOptions,
+    bare_arithmetic,
+    check_symbolic,
+    compact,
+    extract_answer,
+    gold_answer,
+    verify,
+)
+from rewards.sandbox import SandboxPool, get_pool
+from rltk.core.registry import load_object
 
 # --- extraction --------------------------------------------------------------------------------
 
@@ -157,8 +170,6 @@ def test_math500_self_check(math500):
     assert None not in other
     # MATH-500 repeats small answers ("3", "9", ...): 8 of these 500 pairs truly coincide. A hit is
     # allowed only there; elsewhere (a verifier false positive) at most 1% — we expect none.
-    from rewards.mathparse import compact
-
     coincide = {i for i in range(len(golds)) if compact(golds[i]) == compact(golds[perm[i]])}
     hits = {i for i, s in enumerate(other) if s == 1.0}
     false_hits = hits - coincide
@@ -169,8 +180,6 @@ def test_math500_self_check(math500):
 
 def test_math500_gold_parses_symbolically(math500):
     """The sympy tier alone (no text shortcut) also accepts each gold against itself."""
-    from rewards.math import check_symbolic
-
     golds = [r["answer"] for r in math500][::5]
     ok = [check_symbolic(g, g) for g in golds]
     assert sum(ok) >= 0.99 * len(golds)
@@ -206,8 +215,6 @@ def test_code_injection_never_runs(tmp_path, template):
     ma = get_reward("math_answer")
     # against a gold that forces the symbolic (parsing) tier in a worker, and in-process parsing too
     assert ma([text], answer=[r"\frac{\sqrt{2}}{2}"]) == [0.0]
-    from rewards.math import check_symbolic
-
     assert check_symbolic(r"\frac{\sqrt{2}}{2}", extract_answer(text)) is False
     time.sleep(0.05)
     assert not marker.exists()
@@ -247,8 +254,6 @@ def test_adversarial_answers_return_within_limit(name):
 
 
 def test_pool_kills_and_replaces_a_hanging_task():
-    from rewards.sandbox import SandboxPool
-
     pool = SandboxPool(1)
     try:
         t0 = time.monotonic()
@@ -265,24 +270,19 @@ def test_pool_kills_and_replaces_a_hanging_task():
 def test_check_timeout_gives_none_and_a_named_failure(monkeypatch):
     """A verification that runs past the limit: None for that sample, a failure by name, and the
     rest of the batch (fast path and other symbolic checks) still scored."""
-    from rewards import RewardSet, RewardSpec
-    import rewards.math as rm
-
-    monkeypatch.setattr(rm, "SYMBOLIC_CHECK", "reward_helpers:slow_symbolic_check")
+    monkeypatch.setattr(grade, "SYMBOLIC_CHECK", "reward_helpers:slow_symbolic_check")
     rs = RewardSet([RewardSpec("math_answer", params={"timeout_s": 1.0})])
     s = rs.score([r"\boxed{\sqrt{2}\cdot\sqrt{8}}", r"\boxed{4}", r"\boxed{hang}"], answer=["4", "4", "x"])
     assert s.components["math_answer"] == [None, 1.0, 0.0]
     assert s.failures["math_answer"] == 1 and "timed out after 1 s" in s.errors["math_answer"][0]
     assert s.total == [0.0, 1.0, 0.0]
     with pytest.raises(VerificationTimeout):
-        verify("4", r"\sqrt{16}", rm.VerifyOptions(timeout_s=0.5))
+        verify("4", r"\sqrt{16}", VerifyOptions(timeout_s=0.5))
 
 
 def test_in_process_parsing_never_evaluates_strings(monkeypatch):
     """sympify/parse_expr (which call eval) are never reached while parsing answers."""
     import sympy.parsing.sympy_parser as parser_mod
-
-    from rewards.math import check_symbolic
 
     def boom(*a, **k):
         raise AssertionError(f"string evaluation attempted: {a[:1]}")
@@ -297,8 +297,6 @@ def test_in_process_parsing_never_evaluates_strings(monkeypatch):
 
 def test_copying_the_question_after_the_answer_marker_scores_zero():
     """Reward hacking GRPO found (lr 6e-5, 220 steps): '#### 84 - 32' was verified as 52 and scored 100%."""
-    from rewards import get_reward
-
     score = get_reward("math_answer")
     hacked = ["84 - 32 = 56\n#### 84 - 32", "16 × 54 = 968\n#### 16 × 54", "#### (2 + 3) \\times 4"]
     assert score(hacked, answer=["52", "864", "20"]) == [0.0, 0.0, 0.0]
@@ -309,10 +307,14 @@ def test_copying_the_question_after_the_answer_marker_scores_zero():
 def test_bare_arithmetic_check_is_linear_on_adversarial_input():
     """Model output is untrusted: a backtracking regex took 1.4 s on 12 '+'-joined runs of digits (exponential;
     199 runs, within the 1000-character cap, would never finish). The check is now a linear scan."""
-    from rewards.math import bare_arithmetic
-
     for n in (12, 100, 199):
         assert bare_arithmetic("+".join(["1111"] * n) + "x") is False
         assert bare_arithmetic("+".join(["1111"] * n)) is True
     assert [bare_arithmetic(x) for x in ("(2 + 3) * 4", "2*-3", "1/2", "1,234", "-16", "x - 1", "")] == \
         [True, True, False, False, False, False, False]
+
+
+def test_symbolic_check_target_resolves_by_name():
+    """Sandbox workers run tier 2 by the string name "rewards.math:check_symbolic": it must keep resolving."""
+    assert SYMBOLIC_CHECK == grade.SYMBOLIC_CHECK == "rewards.math:check_symbolic"
+    assert load_object(SYMBOLIC_CHECK) is check_symbolic is grade.check_symbolic

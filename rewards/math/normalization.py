@@ -1,0 +1,114 @@
+"""Cheap, bounded text work on answers (in-process, no sympy): canonical text, exact comparison
+text, plain numbers (``1,234``, ``0.5``, ``3/4``, ``\\frac{3}{4}``, ``50%``) and shown decimals."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+_SPACE_CMDS = re.compile(r"\\[,;:> ]|\\q?quad\b|~")
+_TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|°|\\degree")
+_FRAC_SHORT = re.compile(r"\\frac\s*(\d)\s*(\d)|\\frac\s*(\d)\s*(\{)|\\frac\s*(\{[^{}]*\})\s*(\d)")
+_SQRT_SHORT = re.compile(r"\\sqrt\s*(\d)")
+_ASSIGN = re.compile(r"^\s*(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=\s*(?=[^=])")
+# possessive quantifiers throughout: no backtracking on long adversarial answers
+_UNIT_WORDS = re.compile(r"^([-+]?[\d.,/]++%?)\s*+(?:[a-zA-Z]++\.?\s*+){1,3}+(?:\^?\s*\{?[23]\}?)?$")
+_UNIT_TEXT = re.compile(r"\s*+\\(?:text|mbox|mathrm)\s*+\{[^{}]*+\}(?:\s*\^\s*\{?[23]\}?)?$")
+
+
+def _frac_short(m: re.Match) -> str:
+    a, b, c, d, e, f = m.groups()
+    if a is not None:
+        return f"\\frac{{{a}}}{{{b}}}"
+    if c is not None:
+        return f"\\frac{{{c}}}{{"
+    return f"\\frac{e}{{{f}}}"
+
+
+def normalize(s: str) -> str:
+    """Canonical text of an answer: math delimiters, ``\\left``/``\\right``, spacing commands,
+    ``\\dfrac``, degrees, dollar signs, unit ``\\text{}`` after a number, ``x =`` prefixes and a
+    final period removed. Bounded: callers cap the length first.
+
+    >>> normalize("$x = \\\\dfrac{1}{2}$.")
+    '\\\\frac{1}{2}'
+    >>> normalize("\\\\$32,\\\\!348")
+    '32,348'
+    >>> normalize("864 \\\\mbox{ inches}^2")
+    '864'
+    """
+    s = s.strip()
+    for a, b in (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$")):
+        if s.startswith(a) and s.endswith(b) and len(s) >= len(a) + len(b):
+            s = s[len(a):len(s) - len(b)].strip()
+    s = s.replace("\\left", "").replace("\\right", "").replace("\\displaystyle", "")
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cfrac", "\\frac")
+    s = s.replace("\\$", "").replace("$", "").replace("\\%", "%").replace("\\{", "\\{").replace("\u2212", "-")
+    s = _SPACE_CMDS.sub(" ", s.replace("\\!", ""))
+    s = _DEGREE.sub("", s)
+    s = _FRAC_SHORT.sub(_frac_short, s)
+    s = _SQRT_SHORT.sub(lambda m: f"\\sqrt{{{m.group(1)}}}", s)
+    s = s.strip().rstrip(".").strip()
+    # units written as text after a quantity: "5.4 \text{ cents}", "15\mbox{ cm}^2"
+    m = _UNIT_TEXT.search(s)
+    if m and m.start() > 0 and s[m.start() - 1] in "0123456789}":
+        s = s[:m.start()]
+    whole = _TEXT_CMD.fullmatch(s)
+    if whole:  # the whole answer is text: "\text{Evelyn}", "\text{(C)}"
+        s = whole.group(1).strip()
+    m = _UNIT_WORDS.match(s)
+    if m:  # "18 dollars", "12 cm^2"
+        s = m.group(1)
+    if _ASSIGN.match(s) and s.count("=") == 1:
+        s = _ASSIGN.sub("", s, count=1)
+    return re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
+
+
+def compact(s: str) -> str:
+    """Text for exact comparison: normalised, no spaces, lower case, ``(C)`` -> ``c``."""
+    s = normalize(s).replace(" ", "").lower()
+    if re.fullmatch(r"\(?[a-z]\)?", s):
+        s = s.strip("()")
+    return s
+
+
+_NUM = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?%?|[+-]?\.\d+%?")
+_FRAC_SLASH = re.compile(r"([+-]?)(\d+)/(\d+)")
+_FRAC_TEX = re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}")
+MAX_NUMBER_CHARS = 40
+
+
+def plain_number(s: str) -> tuple[Fraction, bool] | None:
+    """``(value, is_percent)`` for a plain number (``1,234``, ``-0.5``, ``.35``, ``3/4``,
+    ``\\frac{3}{4}``, ``12.5%``), else None. Exact (Fraction); bounded by length.
+
+    >>> plain_number("1,234.5")
+    (Fraction(2469, 2), False)
+    >>> plain_number("\\\\frac{-3}{4}")
+    (Fraction(-3, 4), False)
+    """
+    s = s.replace(" ", "")
+    if not s or len(s) > MAX_NUMBER_CHARS:
+        return None
+    if _NUM.fullmatch(s):
+        pct = s.endswith("%")
+        return Fraction(s.rstrip("%").replace(",", "")), pct
+    m = _FRAC_SLASH.fullmatch(s) or _FRAC_TEX.fullmatch(s)
+    if m:
+        num, den = int(m.group(2)), int(m.group(3))
+        if den == 0:
+            return None
+        v = Fraction(num, den)
+        return (-v if m.group(1) == "-" else v), False
+    return None
+
+
+def decimals_shown(s: str) -> int:
+    """Digits after the decimal point of a written number (0 for fractions).
+
+    >>> decimals_shown("0.330"), decimals_shown("12.5%"), decimals_shown("1/3")
+    (3, 1, 0)
+    """
+    s = s.replace(" ", "").rstrip("%")
+    return len(s.split(".", 1)[1]) if "." in s and "/" not in s and "frac" not in s else 0
