@@ -9,18 +9,20 @@ nothing else is caught.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from typing import Any, Callable, Sequence
 
-from rltk import __version__
-from rltk.core.errors import UserError
-from rltk.core.registry import load_object
+# OpenMP threads that spin at barriers (the default) are starved when another busy process shares the
+# cores: measured here, a learner step took 50x longer. Sleeping at barriers costs ~nothing when alone.
+# (Read when torch loads OpenMP, so it is set here, before any subcommand imports torch.)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# modules that contribute subcommands: each defines add_parsers(subparsers)
-COMMAND_MODULES = ("rltk.commands", "rewards.cli", "evals.cli")
-
+from evals import cli as evals_cli  # noqa: E402  (parsers only: light modules)
+from rewards import cli as rewards_cli  # noqa: E402
+from rltk import __version__  # noqa: E402
+from rltk.core.errors import UserError  # noqa: E402
+from rltk.core.registry import load_object  # noqa: E402
 
 def resolve_handler(func: Any) -> Callable[[argparse.Namespace], Any]:
     """A parser's handler: a callable, or ``"module:function"`` imported now (the subcommand runs)."""
@@ -35,35 +37,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rltk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="versions, device, cache folder, embedded model status")
-    info.set_defaults(func=cmd_info)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_parsers(sub)
+    info.set_defaults(func="rltk.commands:cmd_info")
+    add_training_parsers(sub)
+    rewards_cli.add_parsers(sub)
+    evals_cli.add_parsers(sub)
     return parser
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    import importlib.metadata as md
+def add_training_parsers(sub: argparse._SubParsersAction) -> None:
+    """``rltk sft``, ``rltk grpo``, ``rltk plot``, ``rltk demo`` (handlers in :mod:`rltk.commands`)."""
+    p = sub.add_parser("sft", help="LoRA/QLoRA SFT on chat input/output pairs; writes a peft adapter folder",
+                       description="Supervised fine-tuning (loss on completion tokens only). "
+                                   "Example: rltk sft examples/arithmetic/sft.yaml sft.steps=20")
+    p.add_argument("config", help="YAML config (see examples/arithmetic/sft.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. sft.lr=1e-4")
+    p.set_defaults(func="rltk.commands:cmd_sft")
 
-    import torch
-    from rich.console import Console
-    from rich.table import Table
+    p = sub.add_parser("grpo", help="GRPO (with optional SFT warm start and held-out evals before/after)",
+                       description="Run a GRPO job. Example: rltk grpo examples/arithmetic/grpo.yaml grpo.steps=10")
+    p.add_argument("config", help="YAML config (see examples/arithmetic/grpo.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. grpo.beta=0.02")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    _add_ray_flags(p)
+    p.set_defaults(func="rltk.commands:cmd_grpo")
 
-    from rltk.models import ALIASES, cache_dir, default_device, is_cached
+    p = sub.add_parser("plot", help="draw a run's curves (reward, accuracy, KL, length) to a PNG")
+    p.add_argument("run_dir", help="a run folder (holds metrics.jsonl)")
+    p.add_argument("--out", help="PNG path (default RUN_DIR/curves.png)")
+    p.set_defaults(func="rltk.commands:cmd_plot")
 
-    table = Table(title=f"rltk {__version__}", show_header=False)
-    for pkg in ("torch", "transformers", "peft", "bitsandbytes", "ray", "sympy", "datasets"):
-        try:
-            table.add_row(pkg, md.version(pkg))
-        except md.PackageNotFoundError:
-            table.add_row(pkg, "[red]not installed[/red]")
-    dev = default_device()
-    table.add_row("device", f"{dev}" + (f" ({torch.cuda.get_device_name()})" if dev.type == "cuda" else f" ({os.cpu_count()} cores)"))
-    table.add_row("cache", str(cache_dir()))
-    for alias, emb in ALIASES.items():
-        state = "missing package" if emb.gguf_path() is None else ("cached" if is_cached(alias) else "not cached yet (first load converts, ~20 s)")
-        table.add_row(f"model {alias}", state)
-    Console().print(table)
-    return 0
+    p = sub.add_parser("demo", help="the main job: SmolLM2-135M, eval -> SFT -> eval -> GRPO -> eval, on this machine",
+                       description="Runs examples/arithmetic/grpo.yaml (same as rltk grpo on it).")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. grpo.steps=5")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    _add_ray_flags(p)
+    p.set_defaults(func="rltk.commands:cmd_demo")
+
+def _add_ray_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, metavar="N", help="rollout workers as Ray actors (= distributed.workers=N; 0: one process)")
+    p.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster: auto or HOST:PORT (= distributed.ray_address=ADDR)")
+
+
 
 
 def quiet_libraries() -> None:
@@ -83,9 +97,21 @@ def quiet_libraries() -> None:
         hf_logging.disable_progress_bar()
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args``, also taking ``key=value`` overrides after a flag (``rltk grpo C --workers 8 k=v``:
+    argparse alone stops collecting a positional list at the first flag)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

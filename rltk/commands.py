@@ -1,4 +1,5 @@
-"""Training subcommands: ``rltk sft``, ``rltk grpo``, ``rltk plot``, ``rltk demo``.
+"""The handlers of rltk's own subcommands: ``rltk info``, ``rltk sft``, ``rltk grpo``, ``rltk plot``,
+``rltk demo`` (their parsers are in :mod:`rltk.cli`).
 
 Each is a thin layer over the library (:func:`rltk.sft.train_sft`, :func:`rltk.grpo.run_job`,
 :func:`rltk.plot.plot_run`): parse, run with a live view, print a short table.
@@ -7,49 +8,54 @@ Each is a thin layer over the library (:func:`rltk.sft.train_sft`, :func:`rltk.g
 from __future__ import annotations
 
 import argparse
+import importlib.metadata as md
 import os
 from pathlib import Path
 from typing import Any
 
-# OpenMP threads that spin at barriers (the default) are starved when another busy process shares the
-# cores: measured here, a learner step took 50x longer. Sleeping at barriers costs ~nothing when alone.
-# (Read when torch loads OpenMP, so it must be set before torch is imported.)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from rltk import __version__
+from rltk.core.config import load_config
+from rltk.core.errors import UserError
+from rltk.grpo import load_job_config, run_job
+from rltk.models import ALIASES, cache_dir, default_device, is_cached
+from rltk.plot import plot_run
+from rltk.sft import SFTJobConfig, train_sft
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "arithmetic" / "grpo.yaml"
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sft", help="LoRA/QLoRA SFT on chat input/output pairs; writes a peft adapter folder",
-                       description="Supervised fine-tuning (loss on completion tokens only). "
-                                   "Example: rltk sft examples/arithmetic/sft.yaml sft.steps=20")
-    p.add_argument("config", help="YAML config (see examples/arithmetic/sft.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. sft.lr=1e-4")
-    p.set_defaults(func=cmd_sft)
+def cmd_info(args: argparse.Namespace) -> int:
+    table = Table(title=f"rltk {__version__}", show_header=False)
+    for pkg in ("torch", "transformers", "peft", "bitsandbytes", "ray", "sympy", "datasets"):
+        try:
+            table.add_row(pkg, md.version(pkg))
+        except md.PackageNotFoundError:
+            table.add_row(pkg, "[red]not installed[/red]")
+    dev = default_device()
+    table.add_row("device", f"{dev}" + (f" ({torch.cuda.get_device_name()})" if dev.type == "cuda" else f" ({os.cpu_count()} cores)"))
+    table.add_row("cache", str(cache_dir()))
+    for alias, emb in ALIASES.items():
+        state = "missing package" if emb.gguf_path() is None else ("cached" if is_cached(alias) else "not cached yet (first load converts, ~20 s)")
+        table.add_row(f"model {alias}", state)
+    Console().print(table)
+    return 0
 
-    p = sub.add_parser("grpo", help="GRPO (with optional SFT warm start and held-out evals before/after)",
-                       description="Run a GRPO job. Example: rltk grpo examples/arithmetic/grpo.yaml grpo.steps=10")
-    p.add_argument("config", help="YAML config (see examples/arithmetic/grpo.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. grpo.beta=0.02")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    p.set_defaults(func=cmd_grpo)
 
-    p = sub.add_parser("plot", help="draw a run's curves (reward, accuracy, KL, length) to a PNG")
-    p.add_argument("run_dir", help="a run folder (holds metrics.jsonl)")
-    p.add_argument("--out", help="PNG path (default RUN_DIR/curves.png)")
-    p.set_defaults(func=cmd_plot)
-
-    p = sub.add_parser("demo", help="the main job: SmolLM2-135M, eval -> SFT -> eval -> GRPO -> eval, on this machine",
-                       description=f"Runs {DEMO_CONFIG.relative_to(DEMO_CONFIG.parents[2])} (same as rltk grpo on it).")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. grpo.steps=5")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    p.set_defaults(func=cmd_demo)
+def _ray_overrides(args: argparse.Namespace) -> list[str]:
+    """``--workers N`` / ``--ray-address ADDR``: shorthands for the ``distributed.*`` overrides."""
+    out = []
+    if getattr(args, "workers", None) is not None:
+        out.append(f"distributed.workers={args.workers}")
+    if getattr(args, "ray_address", None) is not None:
+        out.append(f"distributed.ray_address={args.ray_address}")
+    return out
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    from rltk.core.config import load_config
-    from rltk.sft import SFTJobConfig, train_sft
-
     cfg = load_config(SFTJobConfig, args.config, args.overrides)
     result = train_sft(cfg)
     last = result.history[-1] if result.history else {}
@@ -60,17 +66,13 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
 
 def cmd_grpo(args: argparse.Namespace) -> int:
-    from rltk.grpo import load_job_config, run_job
-
-    cfg = load_job_config(args.config, args.overrides)
+    cfg = load_job_config(args.config, [*args.overrides, *_ray_overrides(args)])
     result = run_job(cfg, resume=args.resume)
     print_job(result.summary)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rltk.core.errors import UserError
-
     if not DEMO_CONFIG.is_file():
         raise UserError(f"the demo config {DEMO_CONFIG} is missing (rltk demo runs from a source checkout)")
     args.config = str(DEMO_CONFIG)
@@ -78,8 +80,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from rltk.plot import plot_run
-
     path = plot_run(args.run_dir, args.out)
     _print_table("plot", [("png", str(path))])
     return 0
@@ -97,9 +97,6 @@ def _pct(x: Any) -> str:
 
 
 def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=title, show_header=False)
     for k, v in rows:
         table.add_row(k, v)
@@ -108,9 +105,6 @@ def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
 
 def print_job(summary: dict[str, Any]) -> None:
     """The job's table: held-out accuracy, format rate and sampled pass@1 per stage, then the tests."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     stages = list(summary.get("accuracy", {}))
     if stages:

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import yaml
 
+from rltk.checkpoint import load_adapter_into
 from rltk.core.config import load_config, to_dict
 from rltk.data import DataConfig, Dataset, load_dataset
 from rltk.core.errors import UserError
@@ -38,6 +40,7 @@ from rltk.learner import Learner, MicroBatch, OptimConfig, collate, completion_l
 from rltk.metrics import SFT_COLUMNS, LiveView, MetricsLog
 from rltk.models import ModelConfig, Policy, policy_from_config
 from rltk.rollouts.worker import encode_prompt, eos_token_ids
+from rltk.runs import default_run_dir
 
 
 @dataclass(frozen=True)
@@ -139,10 +142,6 @@ def completion_nll(model: Any, mb: MicroBatch, total_tokens: int) -> torch.Tenso
 
 def train_sft(cfg: SFTJobConfig, *, policy: Policy | None = None, live: bool | None = None) -> SFTResult:
     """LoRA/QLoRA SFT as configured; writes ``RUN_DIR/adapter`` (peft format) and ``metrics.jsonl``."""
-    import yaml
-
-    from rltk.grpo import default_run_dir
-
     data = load_dataset(cfg.data)
     data.check_for_prompts()
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir("sft")
@@ -196,8 +195,6 @@ def warm_start(config_path: str | Path, out_dir: str | Path, live: bool | None =
     adapter = out / "adapter"
     if (adapter / "adapter_config.json").is_file():
         if policy is not None:
-            from rltk.checkpoint import load_adapter_into
-
             load_adapter_into(policy.model, adapter)
         return adapter
     path = Path(config_path)

@@ -16,5 +16,9 @@ class DistributedConfig:
     num_gpus_per_worker: float = 0.0
     resources_per_worker: dict[str, float] = field(default_factory=dict)
     max_restarts: int = 3
-    reward_tasks: bool = False  # score rewards as Ray tasks
+    reward_tasks: bool = False  # score rewards as parallel Ray tasks, one share per worker (needs workers >= 1)
     placement: str = "PACK"  # Ray placement-group strategy for the workers
+
+    def __post_init__(self) -> None:
+        if self.reward_tasks and self.workers < 1:
+            raise ValueError("reward_tasks: true needs Ray rollout workers (workers >= 1)")

@@ -1,0 +1,175 @@
+"""The main-job pipeline around GRPO: [eval base] -> [SFT warm start -> eval] -> GRPO -> [eval] -> summary.
+
+``rltk grpo CONFIG`` and ``rltk demo`` run :func:`run_job`; with ``eval.enabled`` every stage is evaluated on
+the same held-out items and compared pairwise (``evals.compare``), and ``summary.json`` holds the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evals import compare, evaluate, get_task, load_result
+from rewards import RewardSet
+from rltk.core.config import load_config
+from rltk.core.errors import UserError
+from rltk.grpo.config import GRPOJobConfig
+from rltk.grpo.loop import GRPOResult, train
+from rltk.metrics import LiveView
+from rltk.models import DenseSampler, Policy, compute_dtype, policy_from_config
+from rltk.plot import plot_run
+from rltk.runs import default_run_dir
+from rltk.sft import SFTJobConfig, warm_start
+
+STAGES = ("base", "sft", "grpo")
+
+
+@dataclass
+class JobResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    grpo: GRPOResult
+    evals: dict[str, dict[str, Any]]  # stage -> {"greedy": EvalResult, "sampled": EvalResult | None}
+
+
+def run_job(cfg: GRPOJobConfig, *, resume: str | Path | None = None, live: bool | None = None,
+            reward_set: RewardSet | None = None) -> JobResult:
+    """The main-job pipeline: [eval base] -> [SFT warm start -> eval] -> GRPO -> [eval] -> summary.
+
+    Evals run when ``eval.enabled`` (held-out items of ``eval.task``: greedy accuracy and format rate,
+    and sampled pass@1 over ``eval.samples`` completions at the training temperature), each on the
+    same items, compared pairwise with ``evals.compare`` (McNemar / paired bootstrap). Results go to
+    ``RUN_DIR/evals/*.json``; a finished stage is not redone when the job is resumed.
+    ``RUN_DIR/summary.json`` holds the table; ``RUN_DIR/curves.png`` the GRPO curves.
+    """
+    t0 = time.perf_counter()
+    if resume is not None and not Path(resume).is_dir():
+        raise UserError(f"--resume: run folder {resume} does not exist")
+    # resuming a job killed before its first GRPO checkpoint redoes only what it had not finished
+    run_dir = Path(resume) if resume is not None else Path(cfg.run_dir) if cfg.run_dir else default_run_dir("grpo")
+    cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    say = LiveView(0, enabled=False).note
+    torch.manual_seed(cfg.seed)
+    policy, evals = _before_grpo(cfg, run_dir, live, say) if cfg.warm_start is not None or cfg.eval.enabled else (None, {})
+    grpo = train(cfg, reward_set=reward_set, policy=policy, resume=resume if (run_dir / "checkpoints").is_dir() else None,
+                 live=live)
+    if cfg.eval.enabled:
+        evals["grpo"] = _eval_stage(cfg, grpo.policy, "grpo", run_dir, live)
+    summary = _summary(cfg, evals, grpo, time.perf_counter() - t0)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    try:
+        plot_run(run_dir)
+    except UserError as e:  # matplotlib missing: the run is still complete
+        say(f"[yellow]no plot:[/yellow] {e}")
+    return JobResult(run_dir, summary, grpo, evals)
+
+
+def _before_grpo(cfg: GRPOJobConfig, run_dir: Path, live: bool | None, say: Any) -> tuple[Policy, dict[str, Any]]:
+    """One policy for the whole job: fresh LoRA (= the base model), evaluated; then the SFT adapter, evaluated.
+    GRPO continues from it."""
+    evals: dict[str, dict[str, Any]] = {}
+    model_cfg = cfg.model
+    if cfg.warm_start is not None:
+        model_cfg = load_config(SFTJobConfig, cfg.warm_start).model
+        if (model_cfg.spec, model_cfg.quant) != (cfg.model.spec, cfg.model.quant):
+            raise UserError(f"warm_start {cfg.warm_start}: its model ({model_cfg.spec}, {model_cfg.quant}) differs from "
+                            f"this config's model ({cfg.model.spec}, {cfg.model.quant})")
+    adapter = cfg.init_adapter or cfg.model.adapter
+    policy = policy_from_config(model_cfg, adapter=adapter, trainable=True)
+    if cfg.eval.enabled:
+        stage = "base" if adapter is None else "start"
+        evals[stage] = _eval_stage(cfg, policy, stage, run_dir, live, adapters=adapter is not None)
+    if cfg.warm_start is not None:
+        warm_start(cfg.warm_start, run_dir / "sft", live=live, policy=policy)
+        if cfg.eval.enabled:
+            evals["sft"] = _eval_stage(cfg, policy, "sft", run_dir, live)
+    start = evals.get("sft") or evals.get("start")
+    fmt = start["greedy"].metrics.get("format_rate") if start is not None else None
+    if fmt is not None and fmt < cfg.eval.min_format_rate:
+        say(f"[yellow]warning:[/yellow] the starting checkpoint answers in the expected format only "
+            f"{100 * fmt:.0f}% of the time (< {100 * cfg.eval.min_format_rate:.0f}%): GRPO will see little "
+            "reward signal (more SFT, or a format reward)")
+    return policy, evals
+
+
+def eval_task(cfg: GRPOJobConfig) -> Any:
+    """The job's held-out eval task, with the system prompt ``eval.system_prompt`` picks."""
+    e = cfg.eval
+    task = get_task(e.task, **e.task_args)
+    system = {"data": cfg.data.system_prompt or task.system, "task": task.system}.get(e.system_prompt, e.system_prompt)
+    return dataclasses.replace(task, system=system)
+
+
+def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, live: bool | None,
+                adapters: bool = True) -> dict[str, Any]:
+    """Greedy (and sampled) eval of ``policy`` as it is now; ``adapters=False`` evaluates the bare base.
+    Generation runs on a dense bf16 copy of base + merged LoRA (see ``rltk.rollouts``), freed after."""
+    e = cfg.eval
+    out = run_dir / "evals"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"greedy": out / f"{stage}_greedy.json", "sampled": out / f"{stage}_sampled.json"}
+    sampled = e.samples > 0 and stage in e.sampled_stages
+    wanted = ["greedy"] + (["sampled"] if sampled else [])
+    if all(paths[k].is_file() for k in wanted):  # a resumed job keeps its finished evals
+        return {k: load_result(paths[k]) if k in wanted else None for k in paths}
+    task = eval_task(cfg)
+    with contextlib.ExitStack() as stack:
+        if not adapters and hasattr(policy.model, "disable_adapter"):
+            stack.enter_context(policy.model.disable_adapter())
+        dense = DenseSampler(policy.model, dtype=compute_dtype(policy.device)) if policy.device.type == "cpu" else None
+    target = dataclasses.replace(policy, model=dense.model) if dense is not None else policy
+    show = cfg.log.live if live is None else live
+    results: dict[str, Any] = {"sampled": None}
+    meta = {"stage": stage, "run_dir": str(run_dir)}
+    results["greedy"] = evaluate(target, task, limit=e.n, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
+                                 seed=cfg.seed, progress=show, meta=meta)
+    results["greedy"].save(paths["greedy"])
+    if sampled:
+        results["sampled"] = evaluate(target, task, limit=e.n, n_samples=e.samples, temperature=cfg.sampling.temperature,
+                                      top_p=cfg.sampling.top_p, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
+                                      seed=cfg.seed, progress=show, meta=meta)
+        results["sampled"].save(paths["sampled"])
+    del dense, target
+    return results
+
+
+def _summary(cfg: GRPOJobConfig, evals: dict[str, dict[str, Any]], grpo: GRPOResult, wall: float) -> dict[str, Any]:
+    def metric(stage: str, kind: str, key: str) -> float | None:
+        r = evals.get(stage, {}).get(kind)
+        return None if r is None else r.metrics.get(key)
+
+    stages = [s for s in ("base", "start", "sft", "grpo") if s in evals]
+    summary: dict[str, Any] = {
+        "accuracy": {s: metric(s, "greedy", "accuracy") for s in stages},
+        "format_rate": {s: metric(s, "greedy", "format_rate") for s in stages},
+        "pass1_sampled": {s: metric(s, "sampled", "accuracy") for s in stages},
+        "n_eval_items": len(evals[stages[0]]["greedy"].records) if stages else 0,
+        "eval_samples": cfg.eval.samples,
+        "seed": cfg.seed,
+        "wall_seconds": wall,
+        "grpo_steps": grpo.steps,
+        "grpo_seconds": sum(h.get("seconds/step", 0.0) for h in grpo.history),
+        "run_dir": str(grpo.run_dir),
+        "adapter": str(grpo.adapter_dir),
+    }
+    before = "sft" if "sft" in evals else "start" if "start" in evals else "base" if "base" in evals else None
+    if before and "grpo" in evals:
+        greedy = compare(evals[before]["greedy"], evals["grpo"]["greedy"], a_name=before.upper(), b_name="GRPO")
+        summary[f"p_value_grpo_vs_{before}"] = greedy.p_value
+        summary["verdict_greedy"] = greedy.verdict
+        if evals[before]["sampled"] is not None and evals["grpo"]["sampled"] is not None:
+            sampled = compare(evals[before]["sampled"], evals["grpo"]["sampled"], a_name=before.upper(), b_name="GRPO")
+            summary[f"p_value_pass1_grpo_vs_{before}"] = sampled.p_value
+            summary[f"p_wilcoxon_pass1_grpo_vs_{before}"] = sampled.p_wilcoxon
+            summary["verdict_pass1"] = sampled.verdict
+    if "base" in evals and "sft" in evals:
+        summary["p_value_sft_vs_base"] = compare(evals["base"]["greedy"], evals["sft"]["greedy"]).p_value
+    return summary

@@ -1,0 +1,263 @@
+"""The GRPO loop: :func:`train` runs (or resumes) the steps of one run.
+
+One step, top to bottom (:func:`train`):
+
+1. **rollout** — draw ``prompts_per_step`` prompts, sample ``G`` completions each (a rollout
+   backend: in-process :class:`LocalRollouts` sharing the learner's model, or Ray workers);
+2. **reward** — score every completion with the run's :class:`rewards.RewardSet` (each
+   component kept); with ``dynamic_sampling`` (DAPO) groups whose rewards are all equal are
+   dropped and more prompts are drawn until the batch is full;
+3. **advantage** — group-relative (or ``dr_grpo``, ``rloo``, ``batch_std``) per group;
+4. **learner step** — clipped surrogate (+ KL), ``mu`` optimizer steps, new adapter to the samplers;
+5. **log / checkpoint** — ``metrics.jsonl``, ``samples.jsonl``, warnings, the live view; an
+   atomic checkpoint every ``checkpoint.every`` steps.
+
+From Python::
+
+    from rltk.core.config import load_config
+    from rltk.grpo import GRPOJobConfig, train
+    cfg = load_config(GRPOJobConfig, "examples/arithmetic/grpo.yaml", ["grpo.steps=20"])
+    result = train(cfg)                       # or train(cfg, resume="runs/my-run")
+    result.adapter_dir, result.history[-1]["reward_mean"]
+"""
+
+
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from rewards import RewardSet
+from rltk.advantages import compute_advantages, zero_variance_groups
+from rltk.checkpoint import latest_checkpoint, load_adapter_into, restore_logs, save_checkpoint
+from rltk.core.config import to_dict
+from rltk.core.errors import UserError
+from rltk.core.seeds import restore_rng, step_seed
+from rltk.data import Dataset, PromptStream, load_dataset
+from rltk.grpo.config import GRPOJobConfig
+from rltk.grpo.record import PhaseTimer, StepOutcome, reward_key, sample_records, step_record
+from rltk.grpo.scoring import ScoredGroup, accuracy_label, build_train_batch, format_label, score_groups
+from rltk.learner import Learner, UpdateStats
+from rltk.metrics import LiveView, MetricsLog, grpo_columns
+from rltk.models import Policy, policy_from_config, trainable_state
+from rltk.rollouts import PromptRequest, make_backend
+from rltk.rollouts.ray_rewards import RayRewardSet
+from rltk.runs import default_run_dir
+from rltk.sft import warm_start
+
+
+@dataclass
+class GRPOResult:
+    run_dir: Path
+    adapter_dir: Path
+    history: list[dict[str, Any]]
+    policy: Policy
+    steps: int  # steps completed
+
+
+@dataclass
+class _Run:
+    """Everything the loop holds between steps (built by :func:`_setup`)."""
+
+    cfg: GRPOJobConfig
+    run_dir: Path
+    data: Dataset
+    stream: PromptStream
+    reward_set: RewardSet
+    policy: Policy
+    learner: Learner
+    backend: Any
+    log: MetricsLog
+    view: LiveView
+    start_step: int
+    pending: tuple[list[PromptRequest], Any] | None = None  # pipeline: step t+1's rollouts, submitted during step t
+    failures: dict[str, int] = field(default_factory=dict)  # reward failures by label, whole run
+
+
+def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Policy | None = None,
+          backend: Any = None, resume: str | Path | None = None, live: bool | None = None) -> GRPOResult:
+    """Run (or resume) GRPO as configured; returns the run folder, the final adapter and the history."""
+    run = _setup(cfg, reward_set, policy, backend, resume, live)
+    g = cfg.grpo
+    try:
+        for step in range(run.start_step, g.steps):
+            timer = PhaseTimer()
+            # 1-2. rollout + reward: G completions per prompt, scored (dynamic sampling refills the batch)
+            scored, drawn, flat = _rollout_and_score(run, step, timer)
+            # 3. advantage: one per completion, relative to its group
+            rewards = torch.tensor([s.rewards for s in scored], dtype=torch.float32)  # [B, G]
+            finite = bool(torch.isfinite(rewards).all()) if scored else True
+            advantages = compute_advantages(g.advantage, rewards) if scored and finite else torch.zeros_like(rewards)  # [B, G]
+            if cfg.distributed.pipeline and step + 1 < g.steps:  # step t+1 samples with this step's adapter while the learner works
+                with timer("generate"):  # returns at once with Ray; in-process it generates here
+                    run.pending = _submit(run, step + 1, 0, g.prompts_per_step)
+            # 4. learner step; the samplers get the new adapter
+            stale = sum(s.group.policy_version != run.learner.version for s in scored)  # pipelined rollouts
+            with timer("learn"):
+                if not finite:
+                    stats = UpdateStats(skipped="non-finite reward")
+                else:
+                    batch = build_train_batch(scored, advantages, run.learner.version, g.mask_truncated,
+                                              cfg.sampling.max_new_tokens)
+                    stats = run.learner.grpo_update(batch, g.loss(cfg.sampling.temperature), step)
+                sync = _sync(run) if stats.applied else {}
+            # 5. log, checkpoint
+            record = _record(run, StepOutcome(step, scored, rewards, stats, timer, drawn, flat, stale, sync))
+            run.view.update(record, run.log.log(record))
+            if cfg.log.samples_every and (step + 1) % cfg.log.samples_every == 0:
+                run.log.log_samples(sample_records(step + 1, scored, advantages, cfg.log.samples_groups))
+            if cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0 and step + 1 < g.steps:
+                _save(run, step + 1)
+        adapter_dir = _finish(run)
+    finally:
+        run.view.close()
+        run.backend.close()
+    return GRPOResult(run.run_dir, adapter_dir, run.log.history, run.policy, g.steps)
+
+
+# ----------------------------------------------------------------------------- loop phases
+
+
+def _submit(run: _Run, step: int, draw: int, k: int) -> tuple[list[PromptRequest], Any]:
+    requests = [PromptRequest(pos, run.data.rows[row], run.data.messages(row)) for pos, row in run.stream.draw(k)]
+    return requests, run.backend.submit(requests, step_seed(run.cfg.seed, step, draw))
+
+
+def _rollout_and_score(run: _Run, step: int, timer: PhaseTimer) -> tuple[list[ScoredGroup], int, int]:
+    """Groups for this step, the number of prompts drawn and how many of them had equal rewards.
+
+    Without dynamic sampling every group is kept. With it, groups whose G rewards are all equal are
+    dropped and more prompts are drawn (at most ``max_draw_factor x prompts_per_step``), each later
+    draw sized by the share kept so far; groups beyond ``prompts_per_step`` are not trained on."""
+    g = run.cfg.grpo
+    want, budget = g.prompts_per_step, int(g.max_draw_factor * g.prompts_per_step)
+    kept: list[ScoredGroup] = []
+    drawn, draw, flat_groups = 0, 0, 0
+    while len(kept) < want and drawn < budget:
+        if draw == 0 and run.pending is not None:
+            requests, handle = run.pending
+            run.pending = None
+        else:
+            need = want - len(kept)
+            if draw > 0:  # size the refill by the share of groups that had signal so far
+                need = int(need / max(len(kept) / drawn, 0.25) + 0.999)
+            with timer("generate"):  # in-process backends generate in submit, Ray ones in collect
+                requests, handle = _submit(run, step, draw, min(need, budget - drawn))
+        with timer("generate"):
+            groups = run.backend.collect(handle)
+        with timer("reward"):
+            scored, scores = score_groups(run.reward_set, groups, [r.messages for r in requests])
+        for label, n in scores.failures.items():
+            run.failures[label] = run.failures.get(label, 0) + n
+        drawn += len(requests)
+        draw += 1
+        flat = zero_variance_groups(torch.tensor([s.rewards for s in scored])).tolist() if scored else []  # [b]
+        flat_groups += sum(flat)
+        if not g.dynamic_sampling:
+            return scored, drawn, flat_groups
+        kept += [s for s, f in zip(scored, flat) if not f]
+    # a refill can overshoot: the batch stays at prompts_per_step groups (the learner's time is bounded)
+    return kept[:want], drawn, flat_groups
+
+
+def _sync(run: _Run) -> dict[str, float]:
+    state = {} if getattr(run.backend, "shares_model", False) else trainable_state(run.policy.model)
+    return run.backend.sync(state, run.learner.version)
+
+
+def _cursor(run: _Run) -> int:
+    # prompts already submitted for the next step (pipeline) are drawn again after a resume
+    return run.pending[0][0].index if run.pending else run.stream.cursor
+
+
+def _save(run: _Run, steps_done: int) -> Path:
+    return save_checkpoint(run.run_dir, steps_done, run.policy.model, run.learner.state_dict(), _cursor(run),
+                           keep=run.cfg.checkpoint.keep)
+
+
+def _finish(run: _Run) -> Path:
+    if run.cfg.checkpoint.every:
+        _save(run, run.cfg.grpo.steps)
+    adapter_dir = run.run_dir / "adapter"
+    run.policy.model.save_pretrained(str(adapter_dir))
+    return adapter_dir
+
+
+def _record(run: _Run, o: StepOutcome) -> dict[str, Any]:
+    """The step's metrics record, with the backend's events; notes in the live view for events and skipped updates."""
+    record = step_record(o, run.reward_set.labels, accuracy_label(run.cfg.rewards), run.cfg.grpo.beta > 0,
+                         run.learner.version, run.stream.cursor, run.failures)
+    events = run.backend.events()
+    if events:
+        record["events"] = events
+        for e in events:
+            run.view.note(f"[cyan]{e}[/cyan]")
+    skipped = o.stats.skipped
+    if skipped and skipped != "no learning signal (every advantage is 0)":
+        run.view.note(f"[red]step {o.step + 1}: update skipped: {skipped}[/red] (the adapter is unchanged)")
+    return record
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | None, backend: Any,
+           resume: str | Path | None, live: bool | None) -> _Run:
+    # data and rewards first: a bad row or reward fails before any model is loaded
+    data = load_dataset(cfg.data)
+    data.check_for_prompts()
+    from_config = reward_set is None
+    if reward_set is None:
+        if not cfg.rewards:
+            raise UserError("rewards: the config lists no rewards (add e.g. '- name: math_answer')")
+        reward_set = RewardSet(list(cfg.rewards), timeout_s=cfg.reward_timeout_s)
+    data.check_rewards(reward_set)
+    run_dir, ckpt = _open_run_dir(cfg, resume)
+    init_adapter = cfg.init_adapter or cfg.model.adapter
+    if cfg.warm_start is not None and policy is None:
+        init_adapter = str(warm_start(cfg.warm_start, run_dir / "sft", live=live))
+    torch.manual_seed(cfg.seed)  # fresh LoRA initialisation is reproducible
+    if policy is None:
+        policy = policy_from_config(cfg.model, adapter=init_adapter, trainable=True)
+    g = cfg.grpo
+    learner = Learner(policy, g.optim(), total_steps=g.steps * g.mu, reference=g.kl_reference,
+                      dense_base=None if g.dense_base else False)
+    stream = PromptStream(len(data), seed=cfg.seed)
+    if ckpt is not None:
+        load_adapter_into(policy.model, ckpt.adapter_dir)
+        learner.load_state_dict(ckpt.learner)
+        stream.cursor = ckpt.cursor
+        restore_rng(ckpt.rng)
+        restore_logs(ckpt, run_dir)
+    if backend is None:
+        backend = make_backend(cfg.distributed, cfg.model, cfg.sampling, cfg.seed, init_adapter, policy=policy)
+    if not getattr(backend, "shares_model", False):  # remote samplers start from exactly the learner's adapter
+        backend.sync(trainable_state(policy.model), learner.version)
+    elif hasattr(backend, "worker"):
+        backend.worker.set_version(learner.version)
+    if from_config and cfg.distributed.reward_tasks:  # Ray is up now (the backend started it)
+        reward_set = RayRewardSet(list(cfg.rewards), timeout_s=cfg.reward_timeout_s, shares=cfg.distributed.workers)
+    start = ckpt.step if ckpt is not None else 0
+    log = MetricsLog(run_dir, correct_key=reward_key(accuracy_label(cfg.rewards)), format_key=reward_key(format_label(cfg.rewards)),
+                     max_new_tokens=cfg.sampling.max_new_tokens)
+    view = LiveView(g.steps, start, "GRPO", grpo_columns(reward_set.labels), enabled=cfg.log.live if live is None else live)
+    if ckpt is not None:
+        view.note(f"resumed {run_dir} at step {start} (data cursor {ckpt.cursor})")
+    return _Run(cfg, run_dir, data, stream, reward_set, policy, learner, backend, log, view, start)
+
+
+def _open_run_dir(cfg: GRPOJobConfig, resume: str | Path | None) -> tuple[Path, Any]:
+    """The run folder (created) with the resolved config written into it, and the checkpoint to resume from."""
+    run_dir = Path(resume) if resume is not None else Path(cfg.run_dir) if cfg.run_dir else default_run_dir("grpo")
+    ckpt = latest_checkpoint(run_dir) if resume is not None else None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if ckpt is None:
+        for name in ("metrics.jsonl", "samples.jsonl"):  # a fresh run in an existing folder starts new logs
+            (run_dir / name).unlink(missing_ok=True)
+    return run_dir, ckpt

@@ -1,0 +1,78 @@
+"""From rollouts to the learner's batch: score every completion (each reward component kept), find
+the components that mean "correct" and "format", flatten groups and advantages into a TrainBatch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from rewards import RewardScores, RewardSet, RewardSpec
+from rltk.learner import TrainBatch
+from rltk.loss import BatchTotals
+from rltk.rollouts import RolloutGroup
+
+
+@dataclass
+class ScoredGroup:
+    group: RolloutGroup
+    rewards: list[float]  # [G] total reward
+    components: dict[str, list[float | None]]  # label -> [G]
+
+
+def score_groups(reward_set: RewardSet, groups: Sequence[RolloutGroup],
+                 prompts: Sequence[Any] | None = None) -> tuple[list[ScoredGroup], RewardScores]:
+    """One ``RewardSet.score`` call over every completion of ``groups``: each row's columns (and its chat
+    prompt as ``prompts``, and the completion's token ids as ``completion_ids``) repeated per completion."""
+    texts = [t for g in groups for t in g.texts]
+    columns: dict[str, list[Any]] = {}
+    keys = sorted({k for g in groups for k in g.row})
+    for k in keys:
+        columns[k] = [g.row.get(k) for g in groups for _ in g.texts]
+    if prompts is not None:
+        columns["prompts"] = [p for p, g in zip(prompts, groups) for _ in g.texts]
+    columns["completion_ids"] = [c for g in groups for c in g.completion_ids]
+    scores = reward_set.score(texts, **columns)
+    out, i = [], 0
+    for g in groups:
+        n = len(g.texts)
+        out.append(ScoredGroup(g, list(scores.total[i:i + n]), {k: list(v[i:i + n]) for k, v in scores.components.items()}))
+        i += n
+    return out, scores
+
+
+def build_train_batch(scored: Sequence[ScoredGroup], advantages: torch.Tensor, learner_version: int,
+                      mask_truncated: bool, max_new_tokens: int) -> TrainBatch:
+    """Flatten groups into the learner's batch. ``advantages`` [B, G]. Truncated completions are
+    left out entirely when ``mask_truncated`` (no loss, not in the normalisers); rollouts sampled by
+    an older adapter carry their sampler log-probs (the importance ratio's denominator)."""
+    prompts, comps, advs, behaviour, lengths = [], [], [], [], []
+    for b, s in enumerate(scored):
+        g = s.group
+        stale = g.policy_version != learner_version
+        for j, ids in enumerate(g.completion_ids):
+            if mask_truncated and g.truncated[j]:
+                continue
+            prompts.append(g.prompt_ids)
+            comps.append(ids)
+            advs.append(float(advantages[b, j]))
+            behaviour.append(g.logprobs[j] if stale else None)
+            lengths.append(len(ids))
+    totals = BatchTotals(sequences=sum(1 for n in lengths if n > 0), tokens=sum(lengths), max_tokens=max_new_tokens)
+    return TrainBatch(prompts, comps, advs, behaviour, totals)
+
+
+def accuracy_label(specs: Sequence[RewardSpec]) -> str | None:
+    """The component that says "correct" (math_answer, or a component labelled 'correct')."""
+    for s in specs:
+        if s.name == "math_answer" or s.key == "correct":
+            return s.key
+    return None
+
+
+def format_label(specs: Sequence[RewardSpec]) -> str | None:
+    for s in specs:
+        if s.name in ("format_answer", "think_format") or s.key == "format":
+            return s.key
+    return None
