@@ -19,11 +19,13 @@ import time
 
 import torch
 
+from evals.generation import GenerationSettings, GenerationStats, generate, render_prompts
+from evals.tasks import get_task
+from rltk.models import autocast, load_policy
+
 
 def baseline(policy, prompts: list[str], max_new_tokens: int) -> tuple[float, int, list[str]]:
     """One prompt at a time through ``model.generate`` (greedy, KV cache), as a user would write it."""
-    from rltk.models import autocast
-
     tok, model = policy.tokenizer, policy.model
     texts, tokens = [], 0
     t0 = time.perf_counter()
@@ -38,8 +40,6 @@ def baseline(policy, prompts: list[str], max_new_tokens: int) -> tuple[float, in
 
 
 def ours(policy, prompts: list[str], max_new_tokens: int, batch_size: int) -> tuple[float, int, list[str]]:
-    from evals.generation import GenerationSettings, GenerationStats, generate
-
     stats = GenerationStats()
     out = generate(policy, prompts, GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size), stats=stats)
     return stats.seconds, stats.tokens, [o[0].text for o in out]
@@ -58,10 +58,6 @@ def main() -> None:
 
     from rich.console import Console
     from rich.table import Table
-
-    from evals.generation import render_prompts
-    from evals.tasks import get_task
-    from rltk.models import load_policy
 
     if args.threads:
         torch.set_num_threads(args.threads)

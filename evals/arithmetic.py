@@ -36,6 +36,12 @@ def solve(a: int, op: str, b: int) -> int:
     raise ValueError(f"unknown operator {op!r}")
 
 
+def capacity(ops: str = "+-*", digits: int = 2, mul_digits: int | None = None) -> int:
+    """How many distinct problems ``a op b`` the operators and operand sizes allow (both splits together)."""
+    md = digits if mul_digits is None else mul_digits
+    return sum((10 ** (md if op == "*" else digits)) ** 2 for op in set(ops) if op in OPS)
+
+
 def make_problems(
     split: str,
     n: int,
@@ -55,8 +61,7 @@ def make_problems(
     rng = random.Random(f"arith-{split}-{seed}-{ops}-{digits}-{mul_digits}")
     seen: set[tuple[int, str, int]] = set()
     out: list[dict[str, Any]] = []
-    capacity = sum((10 ** (mul_digits if op == "*" else digits)) ** 2 for op in set(ops))
-    if n > capacity // (TEST_BUCKETS + 1 if split == "test" else 2):
+    if n > capacity(ops, digits, mul_digits) // (TEST_BUCKETS + 1 if split == "test" else 2):
         raise ValueError(f"cannot draw {n} distinct {split} problems with digits={digits}")
     while len(out) < n:
         op = rng.choice(ops)

@@ -5,7 +5,7 @@ pass@1 from several samples, graded scores) the paired bootstrap, with the Wilco
 test as a second opinion (the bootstrap's p cannot go below 1 / (resamples + 1)). Runs on different tasks
 or different items are refused: an unpaired difference says little about two checkpoints.
 
->>> from evals.run import EvalResult
+>>> from evals.result import EvalResult
 >>> def run(scores):
 ...     recs = [{"id": str(i), "item_hash": str(i), "score": s} for i, s in enumerate(scores)]
 ...     return EvalResult("t", {"task": "t", "n_samples": 1, "binary": True}, {}, recs)
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from evals.run import EvalResult
+from evals.result import EvalResult
 from evals.stats import mcnemar_exact, paired_bootstrap, wilcoxon_signed_rank
 from rltk.core.errors import UserError
 
@@ -96,22 +96,9 @@ def _metric_name(r: EvalResult) -> str:
     return "accuracy" if r.n_samples == 1 else f"pass@1 ({r.n_samples} samples)"
 
 
-def compare(
-    a: EvalResult,
-    b: EvalResult,
-    alpha: float = 0.05,
-    n_resamples: int = 10_000,
-    seed: int = 0,
-    a_name: str = "A",
-    b_name: str = "B",
-) -> Comparison:
-    """Paired comparison of per-item scores of ``b`` against ``a`` (same task, same items).
-
-    The test is the exact McNemar test when both runs have 0/1 item scores, else the paired
-    bootstrap over items (``n_resamples``, ``seed``); the interval of the difference is always
-    the paired bootstrap's. Raises UserError for different tasks or different item sets.
-    """
-    wa, wb = a.path or a_name, b.path or b_name
+def _paired_scores(a: EvalResult, b: EvalResult, wa: str, wb: str) -> tuple[list[str], list[float], list[float]]:
+    """The item ids (in ``a``'s order) and both runs' scores on them; UserError unless both runs
+    are of the same task, on the same items with the same content, and both graded or both pass/fail."""
     if a.task != b.task:
         raise UserError(f"cannot compare runs of different tasks: {wa} is {a.task!r}, {wb} is {b.task!r}")
     ids_a = {r["id"]: r for r in a.records}
@@ -131,15 +118,38 @@ def compare(
     if a.config.get("binary") != b.config.get("binary"):
         raise UserError(f"cannot compare a graded run with a pass/fail run ({wa} vs {wb})")
     order = [r["id"] for r in a.records]
-    sa = [float(ids_a[i]["score"]) for i in order]
-    sb = [float(ids_b[i]["score"]) for i in order]
-    improved = [i for i, x, y in zip(order, sa, sb) if y > x]
-    regressed = [i for i, x, y in zip(order, sa, sb) if y < x]
-    boot = paired_bootstrap(sa, sb, n_resamples=n_resamples, seed=seed)
+    return order, [float(ids_a[i]["score"]) for i in order], [float(ids_b[i]["score"]) for i in order]
+
+
+def _config_notes(a: EvalResult, b: EvalResult) -> list[str]:
+    """The settings that differ between the runs (a difference may come from them, not the model)."""
     notes = []
     for key in ("n_samples", "temperature", "max_new_tokens", "few_shot", "dtype"):
         if a.config.get(key) != b.config.get(key):
             notes.append(f"{key} differs: {a.config.get(key)} vs {b.config.get(key)}")
+    return notes
+
+
+def compare(
+    a: EvalResult,
+    b: EvalResult,
+    alpha: float = 0.05,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    a_name: str = "A",
+    b_name: str = "B",
+) -> Comparison:
+    """Paired comparison of per-item scores of ``b`` against ``a`` (same task, same items).
+
+    The test is the exact McNemar test when both runs have 0/1 item scores, else the paired
+    bootstrap over items (``n_resamples``, ``seed``); the interval of the difference is always
+    the paired bootstrap's. Raises UserError for different tasks or different item sets.
+    """
+    order, sa, sb = _paired_scores(a, b, a.path or a_name, b.path or b_name)
+    improved = [i for i, x, y in zip(order, sa, sb) if y > x]
+    regressed = [i for i, x, y in zip(order, sa, sb) if y < x]
+    boot = paired_bootstrap(sa, sb, n_resamples=n_resamples, seed=seed)
+    notes = _config_notes(a, b)
     floor, p_wilcoxon = 0.0, None
     if a.binary and b.binary:
         test, p = "exact McNemar", mcnemar_exact(len(improved), len(regressed))

@@ -4,12 +4,13 @@ finished rows dropped from the batch as they stop, greedy or sampled.
 Why not ``model.generate``: a batch there keeps computing every row until the longest one
 stops. Here a row that emits EOS leaves the batch (its cache rows are dropped), so a batch
 costs what its rows need, not ``batch x longest``. Samples of the same prompt share one prefill.
+The loop is rltk's one decode loop (:func:`rltk.policy.decode.decode`); this module picks the tokens.
 
 Sampling is reproducible per row: sample ``j`` of prompt ``i`` draws from its own
 ``torch.Generator`` seeded from ``(seed, i, j)``, so the random stream of a row does not
 depend on which other rows share its batch.
 
->>> from rltk.models import tiny_policy
+>>> from rltk.policy.tiny import tiny_policy
 >>> pol = tiny_policy()
 >>> out = generate(pol, ["<|im_start|>user\\nhi<|im_end|>\\n"], GenerationSettings(max_new_tokens=4))
 >>> len(out), len(out[0]), out[0][0].tokens, out[0][0].truncated
@@ -19,7 +20,6 @@ depend on which other rows share its batch.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -28,7 +28,8 @@ import torch
 
 from rltk.core.errors import UserError
 from rltk.core.seeds import row_seed
-from rltk.models import autocast
+from rltk.policy.decode import Picker, decode, eos_token_ids
+from rltk.policy.devices import autocast
 
 
 @dataclass(frozen=True)
@@ -78,33 +79,8 @@ class GenerationStats:
 Progress = Callable[[int, int], None]
 
 
-def _hf_model(model: Any) -> Any:
-    """The transformers model under a peft wrapper (LoRA layers are injected in place, so calling it
-    still applies the adapters)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def _cache_kwarg(hf_model: Any) -> str:
-    params = inspect.signature(hf_model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _eos_ids(policy: Any) -> list[int]:
-    tok, model = policy.tokenizer, _hf_model(policy.model)
-    ids: set[int] = set()
-    for src in (getattr(model.generation_config, "eos_token_id", None), tok.eos_token_id):
-        if src is None:
-            continue
-        ids.update([src] if isinstance(src, int) else list(src))
-    if not ids:
-        raise UserError(f"model {policy.spec!r} has no EOS token; generation would never stop")
-    return sorted(ids)
-
-
-def _pick(logits: torch.Tensor, settings: GenerationSettings, gens: list[torch.Generator]) -> torch.Tensor:
-    """Next token per row from ``logits`` [b, V] (fp32)."""
-    if settings.greedy:
-        return logits.argmax(dim=-1)  # [b]
+def _sample(logits: torch.Tensor, settings: GenerationSettings, gens: list[torch.Generator]) -> torch.Tensor:
+    """Next token per row from the fp32 ``logits`` [b, V], each row drawing from its own generator."""
     probs = torch.softmax(logits / settings.temperature, dim=-1)  # [b, V]
     if settings.top_p < 1.0:
         sorted_p, order = probs.sort(dim=-1, descending=True)
@@ -114,80 +90,18 @@ def _pick(logits: torch.Tensor, settings: GenerationSettings, gens: list[torch.G
     return torch.cat([torch.multinomial(probs[r], 1, generator=gens[r]) for r in range(probs.shape[0])])  # [b]
 
 
-@torch.inference_mode()
-def _decode(
-    policy: Any,
-    prompt_ids: list[list[int]],
-    items: list[int],
-    settings: GenerationSettings,
-    eos: torch.Tensor,
-    on_token: Callable[[int], None],
-) -> list[list[tuple[list[int], bool]]]:
-    """Decode ``n_samples`` continuations of each prompt in one batch; returns, per prompt, per
-    sample, (generated ids, truncated)."""
-    from transformers import DynamicCache
-
-    model = _hf_model(policy.model)
-    tok = policy.tokenizer
-    dev = policy.device
-    n = settings.n_samples
-    width = max(len(p) for p in prompt_ids)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else int(eos[0])
-    input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids], device=dev)  # [P, L]
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=dev)  # [P, L]
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [P, L] left padding: real tokens count from 0
-    cache = DynamicCache(config=model.config)
-    ck = _cache_kwarg(model)
-    params = inspect.signature(model.forward).parameters
-    last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}  # no full-vocab logits for every prompt token
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **last_only, **{ck: cache})
-    logits = out.logits[:, -1, :].float()  # [P, V]
-    if n > 1:  # samples of one prompt share its prefill
-        cache.batch_repeat_interleave(n)
-        logits = logits.repeat_interleave(n, dim=0)  # [P*n, V]
-        mask = mask.repeat_interleave(n, dim=0)
-        positions = positions.repeat_interleave(n, dim=0)
-    rows = len(prompt_ids) * n
+def _picker(settings: GenerationSettings, items: list[int], device: torch.device) -> Picker:
+    """Greedy: argmax. Sampled: sample ``j`` of prompt ``items[i]`` draws from a generator seeded from
+    ``(seed, items[i], j)``. Records nothing."""
+    if settings.greedy:
+        return lambda logits, alive: (logits.float().argmax(dim=-1), None)  # [b]
     gens = []
-    if not settings.greedy:
-        for i in items:
-            for j in range(n):
-                g = torch.Generator(device=dev)
-                g.manual_seed(row_seed(settings.seed, i, j))
-                gens.append(g)
-    alive = torch.arange(rows, device=dev)  # [b] original row of each live row
-    generated: list[list[int]] = [[] for _ in range(rows)]
-    finished = [False] * rows
-    next_pos = positions[:, -1] + 1  # [b]
-    for step in range(settings.max_new_tokens):
-        nxt = _pick(logits, settings, [gens[r] for r in alive.tolist()] if gens else [])  # [b]
-        nxt_list = nxt.tolist()
-        stop = torch.isin(nxt, eos)  # [b]
-        for r, t in zip(alive.tolist(), nxt_list):
-            generated[r].append(t)
-        on_token(len(nxt_list))
-        stop_list = stop.tolist()
-        for r, s in zip(alive.tolist(), stop_list):
-            finished[r] = finished[r] or s
-        if step == settings.max_new_tokens - 1:
-            break
-        keep = ~stop  # [b]
-        if not bool(keep.any()):
-            break
-        if not bool(keep.all()):  # drop finished rows from the batch and the cache
-            idx = keep.nonzero().squeeze(-1)
-            cache.batch_select_indices(idx)
-            alive, nxt, mask, next_pos = alive[idx], nxt[idx], mask[idx], next_pos[idx]
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)  # [b, L+t+1]
-        out = model(
-            input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None], use_cache=True, **{ck: cache}
-        )
-        logits = out.logits[:, -1, :].float()  # [b, V]
-        next_pos = next_pos + 1
-    result: list[list[tuple[list[int], bool]]] = []
-    for p in range(len(prompt_ids)):
-        result.append([(generated[p * n + j], not finished[p * n + j]) for j in range(n)])
-    return result
+    for i in items:
+        for j in range(settings.n_samples):
+            g = torch.Generator(device=device)
+            g.manual_seed(row_seed(settings.seed, i, j))
+            gens.append(g)
+    return lambda logits, alive: (_sample(logits.float(), settings, [gens[r] for r in alive.tolist()]), None)
 
 
 def render_prompts(policy: Any, messages: Sequence[list[dict[str, str]]]) -> list[str]:
@@ -216,7 +130,7 @@ def generate(
     for i, ids in enumerate(encoded):
         if not ids:
             raise UserError(f"prompt {i} is empty after tokenization")
-    eos = torch.tensor(_eos_ids(policy), device=policy.device)
+    eos = eos_token_ids(policy, "generation")
     order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
     per_batch = max(1, settings.batch_size // settings.n_samples)
     results: list[list[Completion] | None] = [None] * len(prompts)
@@ -238,11 +152,11 @@ def generate(
                 batch = order[start : start + per_batch]
                 ids = [encoded[i] for i in batch]
                 stats.prompt_tokens += sum(len(x) for x in ids)
-                outs = _decode(policy, ids, batch, settings, eos, on_token)
+                pick = _picker(settings, batch, policy.device)
+                outs = decode(policy, ids, settings.n_samples, settings.max_new_tokens, eos, pick, on_token)
                 for i, samples in zip(batch, outs):
-                    comps = []
-                    for gen_ids, truncated in samples:
-                        comps.append(Completion(tok.decode(gen_ids, skip_special_tokens=True), len(gen_ids), truncated))
+                    comps = [Completion(tok.decode(d.ids, skip_special_tokens=True), len(d.ids), d.truncated)
+                             for d in samples]
                     results[i] = comps
                     stats.sequences += len(comps)
                 done_prompts += len(batch)

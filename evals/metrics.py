@@ -1,4 +1,5 @@
-"""Per-run metrics as pure functions: Wilson intervals, unbiased pass@k, maj@k, macro-F1.
+"""Per-run metrics as pure functions: Wilson intervals, unbiased pass@k, maj@k, macro-F1, and
+:func:`compute_metrics`, a run's summary from its records.
 
 Each function takes plain numbers or lists (no model, no I/O) so it can be checked
 against hand-computed values.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Sequence
+from typing import Any, Sequence
 
 from rltk.core.errors import UserError
 
@@ -126,3 +127,79 @@ def classification_report(gold: Sequence[str], pred: Sequence[str | None], label
         per_class[lab] = {"support": support, "predicted": predicted, "accuracy": recall, "precision": precision, "f1": f1}
     macro = sum(per_class[lab]["f1"] for lab in seen) / len(seen) if seen else 0.0
     return {"per_class": per_class, "macro_f1": macro, "labels_averaged": seen}
+
+
+# ----------------------------------------------------------------------------- a run's summary
+
+
+def compute_metrics(
+    records: list[dict[str, Any]],
+    ks: Sequence[int],
+    binary: bool,
+    labels: Sequence[str] = (),
+    reward_labels: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Summary metrics of a run from its records (pure: the records carry everything needed)."""
+    samples = [s for r in records for s in r["samples"]]
+    n_samples = len(records[0]["samples"]) if records else 0
+    m: dict[str, Any] = {"n_items": len(records), "n_samples": n_samples}
+    m.update(_headline(records, binary, n_samples))
+    if binary and ks:
+        m.update(_at_k(records, ks, n_samples))
+    fmt = [s["format_ok"] for s in samples if s.get("format_ok") is not None]
+    m["format_rate"] = sum(fmt) / len(fmt) if fmt else None
+    m["mean_completion_tokens"] = sum(s["tokens"] for s in samples) / len(samples) if samples else 0.0
+    m["truncated_rate"] = sum(1 for s in samples if s["truncated"]) / len(samples) if samples else 0.0
+    m["rewards"] = _reward_means(samples, reward_labels)
+    if labels:
+        gold = [r.get("label", "") for r in records]
+        pred = [r["samples"][0]["answer"] for r in records]  # first sample (the greedy answer when greedy)
+        rep = classification_report(gold, pred, labels)
+        m["macro_f1"] = rep["macro_f1"]
+        m["per_class"] = rep["per_class"]
+    return m
+
+
+def _headline(records: list[dict[str, Any]], binary: bool, n_samples: int) -> dict[str, Any]:
+    """Accuracy with its Wilson interval (greedy), mean per-item pass@1 (sampled), or the mean graded score."""
+    n_items = len(records)
+    item_scores = [float(r["score"]) for r in records]
+    mean = sum(item_scores) / n_items if n_items else 0.0
+    if binary and n_samples == 1:
+        successes = sum(1 for r in records if r["samples"][0]["correct"])
+        return {
+            "accuracy": successes / n_items if n_items else 0.0,
+            "accuracy_ci": list(wilson_interval(successes, n_items)),
+            "ci_method": "wilson",
+        }
+    if binary:  # mean per-item pass@1 = sampled accuracy
+        return {"accuracy": mean, "accuracy_ci": list(mean_interval(item_scores)), "ci_method": "wilson over items, conservative"}
+    return {"score": mean, "score_ci": list(mean_interval(item_scores)), "ci_method": "wilson over items, conservative"}
+
+
+def _at_k(records: list[dict[str, Any]], ks: Sequence[int], n_samples: int) -> dict[str, Any]:
+    """pass@k and maj@k for each k, averaged over items."""
+    n_items = len(records)
+    return {
+        "pass@k": {str(k): sum(pass_at_k(n_samples, int(r["n_correct"]), k) for r in records) / n_items for k in ks},
+        "maj@k": {
+            str(k): sum(
+                majority_at_k([s["answer"] for s in r["samples"]], [bool(s["correct"]) for s in r["samples"]], k) for r in records
+            )
+            / n_items
+            for k in ks
+        },
+    }
+
+
+def _reward_means(samples: list[dict[str, Any]], reward_labels: Sequence[str]) -> dict[str, Any]:
+    """Per reward component: the mean where it applies, and the share of samples it applies to."""
+    comp: dict[str, Any] = {}
+    for lab in reward_labels:
+        vals = [s["scores"].get(lab) for s in samples]
+        applicable = [v for v in vals if v is not None]
+        comp[lab] = {
+            "mean": sum(applicable) / len(applicable) if applicable else None,
+            "applicable": len(applicable) / len(vals) if vals else 0.0,
+        }
+    return comp

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from evals.compare import Comparison
-from evals.run import EvalResult
+from evals.result import EvalResult
 
 
 def _pct(x: float | None) -> str:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import binom, wilcoxon
+
+# scipy.stats (about a second to import) is imported where it is used, so `import evals` stays light
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -28,6 +29,8 @@ def mcnemar_exact(b: int, c: int) -> float:
     No discordant pairs gives 1.0."""
     if b < 0 or c < 0:
         raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
+    from scipy.stats import binom
+
     n = b + c
     if n == 0:
         return 1.0
@@ -84,6 +87,8 @@ def paired_bootstrap(
 def wilcoxon_signed_rank(a: Sequence[float], b: Sequence[float]) -> float:
     """Two-sided p of the Wilcoxon signed-rank test on the paired differences ``b - a`` (zero
     differences dropped, scipy's exact or normal-approximation method); 1.0 when every pair is equal."""
+    from scipy.stats import wilcoxon
+
     d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
     d = d[d != 0]
     if d.size == 0:

@@ -132,22 +132,8 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
         raise UserError(f"{source}: key '{key}' must be one of {', '.join(map(repr, get_args(tp)))}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, f"{key}.", source)
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        args = get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise bad
-            return tuple(_coerce(a, v, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
-        inner = args[0] if args else Any
-        items = [_coerce(inner, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise bad
-        kt, vt = get_args(tp) or (Any, Any)
-        return {_coerce(kt, k, key, source): _coerce(vt, v, f"{key}.{k}", source) for k, v in value.items()}
+    if origin in (list, tuple, dict):
+        return _coerce_container(tp, origin, value, key, source, bad)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -176,6 +162,27 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
             return value
         raise bad
     return value
+
+
+def _coerce_container(tp: Any, origin: Any, value: Any, key: str, source: str, bad: UserError) -> Any:
+    """A list, tuple or dict value, each item coerced to its declared type."""
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise bad
+            return tuple(_coerce(a, v, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
+        inner = args[0] if args else Any
+        items = [_coerce(inner, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        kt, vt = get_args(tp) or (Any, Any)
+        return {_coerce(kt, k, key, source): _coerce(vt, v, f"{key}.{k}", source) for k, v in value.items()}
+    raise bad
 
 
 def _describe(tp: Any) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -70,17 +69,6 @@ class Rows:
 
     def select(self, indices: Sequence[int]) -> "Rows":
         return Rows([self.rows[i] for i in indices], [self.where[i] for i in indices], self.source, dict(self.extra))
-
-    def limited(self, limit: int | None, shuffle: bool = False, seed: int = 0) -> "Rows":
-        """The first ``limit`` rows, after a seeded shuffle when ``shuffle`` (same seed, same subset)."""
-        order = list(range(len(self.rows)))
-        if shuffle:
-            random.Random(f"rows-{seed}").shuffle(order)
-        if limit is not None:
-            if limit < 1:
-                raise UserError(f"--limit must be >= 1, got {limit}")
-            order = order[:limit]
-        return self.select(order)
 
 
 def read_rows(path: str | Path) -> Rows:

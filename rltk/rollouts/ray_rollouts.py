@@ -82,6 +82,17 @@ class RolloutHandle:
         return [s.ref for s in self.shares]
 
 
+def _check_settings(cfg: DistributedConfig, model: ModelConfig | None, placement: str) -> None:
+    if cfg.workers < 1:
+        raise UserError(f"distributed.workers must be >= 1 for Ray rollouts, got {cfg.workers}")
+    if (model is not None and str(model.device or "").startswith("cuda")) and cfg.num_gpus_per_worker <= 0:
+        raise UserError(f"model.device is {model.device!r} but distributed.num_gpus_per_worker is 0: Ray gives the "
+                        "rollout workers no GPU (set num_gpus_per_worker, e.g. 0.5, or leave model.device unset)")
+    if placement not in PLACEMENT_STRATEGIES:
+        raise UserError(f"distributed.placement must be one of {', '.join(PLACEMENT_STRATEGIES)}, "
+                        f"got {placement!r}")
+
+
 class RayRollouts:
     """``cfg.workers`` RolloutWorker actors in a placement group; see the module docstring for the flow.
 
@@ -93,18 +104,9 @@ class RayRollouts:
 
     def __init__(self, cfg: DistributedConfig, model: ModelConfig, sampling: SamplingConfig, seed: int = 0,
                  init_adapter: str | None = None, placement: str = "PACK", worker_cls: type | None = None):
-        import ray
-        from ray.util.placement_group import placement_group, remove_placement_group
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+        from ray.util.placement_group import remove_placement_group
 
-        if cfg.workers < 1:
-            raise UserError(f"distributed.workers must be >= 1 for Ray rollouts, got {cfg.workers}")
-        if (model is not None and str(model.device or "").startswith("cuda")) and cfg.num_gpus_per_worker <= 0:
-            raise UserError(f"model.device is {model.device!r} but distributed.num_gpus_per_worker is 0: Ray gives the "
-                            "rollout workers no GPU (set num_gpus_per_worker, e.g. 0.5, or leave model.device unset)")
-        if placement not in PLACEMENT_STRATEGIES:
-            raise UserError(f"distributed.placement must be one of {', '.join(PLACEMENT_STRATEGIES)}, "
-                            f"got {placement!r}")
+        _check_settings(cfg, model, placement)
         self.cfg = cfg
         self.n = cfg.workers
         self._events: list[str] = []
@@ -121,39 +123,11 @@ class RayRollouts:
         # a local instance is sized so that the requested workers fit (the user asked for them)
         self.session = connect(cfg.ray_address, num_cpus=max(float(os.cpu_count() or 1), need_cpus) + 1,
                                num_gpus=need_gpus if need_gpus > 0 else None)
+        bundle = {"CPU": float(cfg.num_cpus_per_worker), "GPU": float(cfg.num_gpus_per_worker),
+                  **{k: float(v) for k, v in cfg.resources_per_worker.items()}}
+        bundle = {k: v for k, v in bundle.items() if v > 0}
         try:
-            bundle = {"CPU": float(cfg.num_cpus_per_worker), "GPU": float(cfg.num_gpus_per_worker),
-                      **{k: float(v) for k, v in cfg.resources_per_worker.items()}}
-            bundle = {k: v for k, v in bundle.items() if v > 0}
-            strategy_for: list[Any] = [None] * self.n
-            if bundle:
-                self._pg = placement_group([dict(bundle) for _ in range(self.n)], strategy=placement)
-                try:
-                    ray.get(self._pg.ready(), timeout=PLACEMENT_TIMEOUT_S)
-                except ray.exceptions.GetTimeoutError:
-                    raise UserError(
-                        f"the Ray cluster cannot place {self.n} rollout workers of {bundle} each ({placement}) within "
-                        f"{PLACEMENT_TIMEOUT_S:.0f} s; it has {fmt_resources(ray.available_resources())} free "
-                        "(lower distributed.workers or the per-worker resources)"
-                    ) from None
-                strategy_for = [PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=i)
-                                for i in range(self.n)]
-            actor_cls = ray.remote(ray_worker_class(worker_cls))
-            for i in range(self.n):
-                opts: dict[str, Any] = dict(num_cpus=cfg.num_cpus_per_worker, num_gpus=cfg.num_gpus_per_worker,
-                                            max_restarts=cfg.max_restarts, max_task_retries=0)
-                if cfg.resources_per_worker:
-                    opts["resources"] = dict(cfg.resources_per_worker)
-                if strategy_for[i] is not None:
-                    opts["scheduling_strategy"] = strategy_for[i]
-                self._actors.append(actor_cls.options(**opts).remote(
-                    model, sampling, seed=seed, worker_id=f"ray-{i}", adapter_files=adapter_files))
-            # wait for every actor to build its policy; an error there (bad model spec) surfaces now
-            try:
-                self._where = ray.get([a.where.remote() for a in self._actors])
-            except ray.exceptions.RayActorError as e:
-                raise_user_error_from_init(e)
-                raise
+            self._start_actors(bundle, placement, worker_cls, (model, sampling), seed, adapter_files)
         except BaseException:
             self._teardown(remove_placement_group)
             raise
@@ -169,6 +143,44 @@ class RayRollouts:
         self._loaded = [0] * self.n  # adapter version each actor is known to hold
         self._restarts = [0] * self.n
         self._inflight: list[RolloutHandle] = []  # submitted, not yet collected
+
+    def _start_actors(self, bundle: dict[str, float], placement: str, worker_cls: type | None, build: tuple,
+                      seed: int, adapter_files: dict[str, bytes] | None) -> None:
+        """Reserve a placement group of ``n`` bundles, start one actor in each and wait until every actor has
+        built its policy (an error there, such as a bad model spec, surfaces now as one line)."""
+        import ray
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        cfg = self.cfg
+        strategy_for: list[Any] = [None] * self.n
+        if bundle:
+            self._pg = placement_group([dict(bundle) for _ in range(self.n)], strategy=placement)
+            try:
+                ray.get(self._pg.ready(), timeout=PLACEMENT_TIMEOUT_S)
+            except ray.exceptions.GetTimeoutError:
+                raise UserError(
+                    f"the Ray cluster cannot place {self.n} rollout workers of {bundle} each ({placement}) within "
+                    f"{PLACEMENT_TIMEOUT_S:.0f} s; it has {fmt_resources(ray.available_resources())} free "
+                    "(lower distributed.workers or the per-worker resources)"
+                ) from None
+            strategy_for = [PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=i)
+                            for i in range(self.n)]
+        actor_cls = ray.remote(ray_worker_class(worker_cls))
+        for i in range(self.n):
+            opts: dict[str, Any] = dict(num_cpus=cfg.num_cpus_per_worker, num_gpus=cfg.num_gpus_per_worker,
+                                        max_restarts=cfg.max_restarts, max_task_retries=0)
+            if cfg.resources_per_worker:
+                opts["resources"] = dict(cfg.resources_per_worker)
+            if strategy_for[i] is not None:
+                opts["scheduling_strategy"] = strategy_for[i]
+            self._actors.append(actor_cls.options(**opts).remote(
+                *build, seed=seed, worker_id=f"ray-{i}", adapter_files=adapter_files))
+        try:
+            self._where = ray.get([a.where.remote() for a in self._actors])
+        except ray.exceptions.RayActorError as e:
+            raise_user_error_from_init(e)
+            raise
 
     # ------------------------------------------------------------------ protocol
 

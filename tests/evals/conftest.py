@@ -3,15 +3,18 @@ show), and synthetic result files."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
+
+import evals.generation as gen
+from rltk.models import tiny_policy
 
 
 def varied_tiny_policy(seed: int = 0):
     """``tiny_policy`` with its weights jittered: the plain tiny model greedily repeats one token,
     which would hide batching and caching mistakes; this one emits varied text and sometimes EOS."""
-    from rltk.models import tiny_policy
-
     pol = tiny_policy(seed=seed)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -29,10 +32,6 @@ def varied_policy():
 @pytest.fixture
 def fp32(monkeypatch):
     """Generation without bf16 autocast, for exact comparisons with ``model.generate``."""
-    import contextlib
-
-    import evals.generation as gen
-
     monkeypatch.setattr(gen, "autocast", lambda device: contextlib.nullcontext())
 
 

@@ -3,8 +3,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
+import evals.commands
 from rltk.cli import main
+from rltk.models import LoraSettings, tiny_policy
 
 TINY = ["--model", "tiny-random", "--no-progress", "--max-new-tokens", "4"]
 
@@ -92,12 +95,10 @@ def test_user_task_yaml_through_the_cli(tmp_path):
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys, monkeypatch):
-    import rltk.models
-
     def no_model(*a, **k):
         raise AssertionError("bad input must be caught before the model loads")
 
-    monkeypatch.setattr(rltk.models, "load_policy", no_model)
+    monkeypatch.setattr(evals.commands, "load_policy", no_model)
     assert main(["eval", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
@@ -119,10 +120,6 @@ def test_eval_tasks_lists_builtins(capsys):
 
 def test_adapter_and_quantized_base_load_like_training(tmp_path):
     """--adapter DIR evaluates a saved peft adapter on the base; --quant nf4 quantizes the base."""
-    import torch
-
-    from rltk.models import LoraSettings, tiny_policy
-
     pol = tiny_policy(lora=LoraSettings(r=4, alpha=8))
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():

@@ -6,15 +6,14 @@ import pytest
 import torch
 
 from evals import compare, evaluate
-from rewards.math import verify
 from evals.generation import GenerationSettings, generate, render_prompts
 from evals.tasks import get_task
+from rewards.math import verify
+from rltk.models import load_policy
 
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from rltk.models import load_policy
-
     return load_policy("smollm2-135m", quant="none", trainable=False)
 
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from rltk.core.rows import load_hub_rows, read_rows
 from evals.tasks import get_task
 from rltk.core.errors import UserError
+from rltk.core.rows import load_hub_rows, read_rows
 
 
 def test_jsonl_rows_keep_their_line_numbers(tmp_path):

@@ -5,10 +5,10 @@ import json
 import pytest
 
 from evals.arithmetic import make_problems, split_of
-from rltk.core.rows import Rows
-from evals.run import _pick_demos
+from evals.items import pick_demos
 from evals.tasks import TASKS, get_task, load_user_task
 from rltk.core.errors import UserError
+from rltk.core.rows import Rows
 
 
 def _score(task, completions, rows):
@@ -160,13 +160,13 @@ def test_few_shot_demos_never_include_evaluated_items():
     rows = [{"question": f"q{i}", "answer": f"#### {i}"} for i in range(10)]
     src = Rows(rows, [f"r:{i}" for i in range(10)], "mem")
     evaluated = src.select(range(7))
-    demos = _pick_demos(task, 3, src, evaluated, data=None, few_shot_data=None, seed=0, from_source=False)
+    demos = pick_demos(task, 3, src, evaluated, data=None, few_shot_data=None, seed=0, from_source=False)
     assert sorted(d["question"] for d in demos) == ["q7", "q8", "q9"]
     with pytest.raises(UserError, match="only 3 rows for 4 few-shot demos"):
-        _pick_demos(task, 4, src, evaluated, data=None, few_shot_data=None, seed=0, from_source=False)
+        pick_demos(task, 4, src, evaluated, data=None, few_shot_data=None, seed=0, from_source=False)
     # arithmetic draws its demos from the training split
     arith = get_task("arithmetic")
     test_rows = arith.load(None)
-    demos = _pick_demos(arith, 2, test_rows, test_rows.select(range(50)), None, None, seed=0)
+    demos = pick_demos(arith, 2, test_rows, test_rows.select(range(50)), None, None, seed=0)
     assert all(split_of(d["a"], d["op"], d["b"]) == "train" for d in demos)
     assert "####" in arith.demo(demos[0])
