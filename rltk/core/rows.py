@@ -21,6 +21,7 @@ rltk.core.errors.UserError: rows.jsonl:2: row lacks field 'answer' (task demo ne
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,56 +77,78 @@ def read_rows(path: str | Path) -> Rows:
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"data file not found: {path}")
-    name = p.name
     suffix = p.suffix.lower()
+    readers = {".jsonl": _jsonl_rows, ".json": _json_rows, ".tsv": _delimited_rows, ".csv": _delimited_rows}
+    if suffix not in readers:
+        raise UserError(f"{p.name}: unknown data format {suffix or '(no extension)'} (use .jsonl, .json, .tsv or .csv)")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise UserError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    if suffix == ".jsonl":
-        parsed = parse_jsonl(text.splitlines(), name)
-        rows, where = [obj for _, obj in parsed], [f"{name}:{n}" for n, _ in parsed]
-        return Rows(rows, where, str(p))
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{name}:{e.lineno}: invalid JSON: {e.msg}") from e
-        if isinstance(data, dict):  # {key: record} (e.g. plain_english_contracts' all_v1.json)
-            items = list(data.items())
-        elif isinstance(data, list):
-            items = [(f"[{i}]", v) for i, v in enumerate(data)]
-        else:
-            raise UserError(f"{name}: top level must be a list or a mapping of objects, got {type(data).__name__}")
-        rows, where = [], []
-        for key, obj in items:
-            loc = f"{name}:{key}" if key.startswith("[") else f"{name}:{key!r}"
-            if not isinstance(obj, dict):
-                raise UserError(f"{loc}: each record must be a JSON object, got {type(obj).__name__}")
-            rows.append(obj)
-            where.append(loc)
-        return Rows(rows, where, str(p))
-    if suffix in (".tsv", ".csv"):
-        delim = "\t" if suffix == ".tsv" else ","
-        lines = text.splitlines()
-        if not lines:
-            raise UserError(f"{name}: empty file (a header line is needed)")
-        # TSV files such as LegalBench's have no quoting; quotes inside text are literal characters
-        quoting = csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL
-        reader = csv.reader(lines, delimiter=delim, quoting=quoting)
-        header = [h.strip() for h in next(reader)]
-        if len(set(header)) != len(header) or not all(header):
-            raise UserError(f"{name}:1: header must name each column once, got {header}")
-        rows, where = [], []
-        for i, cells in enumerate(reader, start=2):
+        raise UserError(f"{p.name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    rows, where = readers[suffix](text, p.name, suffix)
+    return Rows(rows, where, str(p))
+
+
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSONL text: split on ``\n`` only (JSON strings may hold U+2028, U+2029 and other
+    characters that ``str.splitlines`` would also split on).
+
+    >>> len(jsonl_lines('{"a": "x' + chr(0x2028) + 'y"}' + chr(10) + '{"a": 2}'))
+    2
+    """
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+def _jsonl_rows(text: str, name: str, suffix: str) -> tuple[list[dict[str, Any]], list[str]]:
+    parsed = parse_jsonl(jsonl_lines(text), name)
+    return [obj for _, obj in parsed], [f"{name}:{n}" for n, _ in parsed]
+
+
+def _json_rows(text: str, name: str, suffix: str) -> tuple[list[dict[str, Any]], list[str]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{name}:{e.lineno}: invalid JSON: {e.msg}") from e
+    if isinstance(data, dict):  # {key: record} (e.g. plain_english_contracts' all_v1.json)
+        items = list(data.items())
+    elif isinstance(data, list):
+        items = [(f"[{i}]", v) for i, v in enumerate(data)]
+    else:
+        raise UserError(f"{name}: top level must be a list or a mapping of objects, got {type(data).__name__}")
+    rows, where = [], []
+    for key, obj in items:
+        loc = f"{name}:{key}" if key.startswith("[") else f"{name}:{key!r}"
+        if not isinstance(obj, dict):
+            raise UserError(f"{loc}: each record must be a JSON object, got {type(obj).__name__}")
+        rows.append(obj)
+        where.append(loc)
+    return rows, where
+
+
+def _delimited_rows(text: str, name: str, suffix: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """CSV (quoted fields may hold newlines and delimiters) or TSV (no quoting: LegalBench's TSV files have
+    literal quotes in their text). Each row is named by the line its record starts on."""
+    if not text.strip():
+        raise UserError(f"{name}: empty file (a header line is needed)")
+    quoting = csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",", quoting=quoting)
+    header = [h.strip() for h in next(reader)]
+    if len(set(header)) != len(header) or not all(header):
+        raise UserError(f"{name}:1: header must name each column once, got {header}")
+    rows, where = [], []
+    start = reader.line_num + 1
+    try:
+        for cells in reader:
+            line, start = start, reader.line_num + 1
             if not cells or all(not c.strip() for c in cells):
                 continue
             if len(cells) != len(header):
-                raise UserError(f"{name}:{i}: expected {len(header)} fields ({', '.join(header)}), got {len(cells)}")
+                raise UserError(f"{name}:{line}: expected {len(header)} fields ({', '.join(header)}), got {len(cells)}")
             rows.append(dict(zip(header, cells)))
-            where.append(f"{name}:{i}")
-        return Rows(rows, where, str(p))
-    raise UserError(f"{name}: unknown data format {suffix or '(no extension)'} (use .jsonl, .json, .tsv or .csv)")
+            where.append(f"{name}:{line}")
+    except csv.Error as e:  # e.g. a quoted field that never ends
+        raise UserError(f"{name}:{start}: malformed {suffix[1:].upper()}: {e}") from None
+    return rows, where
 
 
 def load_hub_rows(hub_id: str, split: str, config: str | None = None) -> Rows:
