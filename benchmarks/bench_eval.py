@@ -21,7 +21,7 @@ import torch
 
 from evals.generation import GenerationSettings, GenerationStats, generate, render_prompts
 from evals.tasks import get_task
-from rltk.models import autocast, load_policy
+from rltk.policy import autocast, load_policy
 
 
 def baseline(policy, prompts: list[str], max_new_tokens: int) -> tuple[float, int, list[str]]:

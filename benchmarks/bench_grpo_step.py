@@ -30,6 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch  # before rltk.cli, which defaults OMP_WAIT_POLICY: the runs' policy is the one --omp-wait gives
+
+from rltk.cli import quiet_libraries
+from rltk.core.config import from_dict
+from rltk.grpo import GRPOJobConfig, train
+from rltk.policy import policy_from_config
+
 TRL_SECONDS, TRL_RSS_MB = 30.9, 5200.0
 CONFIGS = {
     # name: (quant, sampler, micro_batch_size, dense_base)
@@ -65,16 +72,7 @@ def _reset_peak() -> bool:
 
 
 def run_one(name: str, steps: int, out: str) -> None:
-    import torch
-
-    from rltk.cli import quiet_libraries
-
     quiet_libraries()
-
-    from rltk.core.config import from_dict
-    from rltk.grpo import GRPOJobConfig, train
-    from rltk.models import policy_from_config
-
     quant, sampler, micro, dense_base = CONFIGS[name]
     cfg = from_dict(GRPOJobConfig, {
         "model": {"spec": "smollm2-135m", "quant": quant, "lora": {"r": 16, "alpha": 32, "target_modules": "all-linear"}},

@@ -19,7 +19,7 @@ import tempfile
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from rltk.models import load_policy, footprint_bytes, LoraSettings
+from rltk.policy import load_policy, footprint_bytes, LoraSettings
 t1 = time.perf_counter()
 quant = sys.argv[1]
 pol = load_policy("smollm2-135m", quant=quant, lora=None)

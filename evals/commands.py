@@ -22,7 +22,7 @@ from evals.run import check_ks, decode_settings, evaluate
 from evals.tasks import TASKS, Task, get_task
 from rltk.core.config import parse_override
 from rltk.core.errors import UserError
-from rltk.models import load_policy
+from rltk.policy import load_policy
 
 
 def _parse_ks(text: str | None) -> list[int] | None:

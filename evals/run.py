@@ -3,7 +3,7 @@
 :func:`evaluate` is the library call (the CLI and the GRPO job both use it) and works on an
 already-loaded policy::
 
-    from rltk.models import load_policy
+    from rltk.policy import load_policy
     from evals import evaluate
     pol = load_policy("smollm2-135m", quant="none", trainable=False)
     greedy = evaluate(pol, "arithmetic", limit=300)                            # accuracy, Wilson CI

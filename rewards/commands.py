@@ -118,7 +118,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     out_path = Path(args.output)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tmp = out_path.with_suffix(out_path.suffix + ".tmp")
+    # a regular file is written beside and renamed into place (a killed run leaves the old file whole); anything
+    # else that exists (/dev/stdout, a pipe, a device) is written as it is, never replaced
+    atomic = not out_path.exists() or out_path.is_file()
+    tmp = out_path.with_suffix(out_path.suffix + ".tmp") if atomic else out_path
     with tmp.open("w", encoding="utf-8") as f:
         for start, s in _score_rows(rs, rows, "scoring"):
             for j, total in enumerate(s.total):
@@ -133,7 +136,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                 st["none"] += sum(v is None for v in s.components[label])
                 st["failures"] += s.failures[label]
                 st["seconds"] += s.seconds[label]
-    tmp.replace(out_path)
+    if atomic:
+        tmp.replace(out_path)
     n = len(rows)
     table = Table(title=f"{n} rows scored in {time.perf_counter() - t0:.1f} s -> {args.output}")
     for col in ("reward", "mean", "None", "failures", "ms / row"):

@@ -18,15 +18,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from peft.utils import load_peft_weights
+
 from rltk.core.errors import UserError
 from rltk.core.seeds import capture_rng
+from rltk.policy import load_trainable_state
 
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 LOG_FILES = ("metrics.jsonl", "samples.jsonl")
@@ -102,29 +106,42 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
+    """A checkpoint folder, checked whole: its state and its adapter's tensors must read back.
+    UserError naming the folder and what is wrong (a truncated or missing file)."""
     p = Path(path)
     if not (p / "state.pt").is_file():
         raise UserError(f"{path} is not a checkpoint (no state.pt)")
-    state = torch.load(p / "state.pt", weights_only=False)
-    return Checkpoint(p, int(state["step"]), int(state["cursor"]), state["learner"], state["rng"], state.get("extra", {}))
+    try:
+        state = torch.load(p / "state.pt", weights_only=False)
+        ckpt = Checkpoint(p, int(state["step"]), int(state["cursor"]), state["learner"], state["rng"],
+                          state.get("extra", {}))
+        if not (p / "adapter" / "adapter_config.json").is_file():
+            raise FileNotFoundError("adapter/adapter_config.json is missing")
+        load_peft_weights(str(p / "adapter"), device="cpu")  # a truncated adapter file fails here, not mid-resume
+    except Exception as e:  # noqa: BLE001  (torch/safetensors raise many types for a damaged file)
+        raise UserError(f"checkpoint {p} is damaged: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+    return ckpt
 
 
-def latest_checkpoint(run_dir: str | Path) -> Checkpoint:
-    """The newest complete checkpoint of ``run_dir``; UserError when there is none."""
+def latest_checkpoint(run_dir: str | Path, warn: Callable[[str], None] | None = None) -> Checkpoint:
+    """The newest intact checkpoint of ``run_dir``: a damaged newer one is skipped with a one-line warning
+    (``warn``, default: stderr) naming it. UserError when there is none."""
     if not Path(run_dir).is_dir():
         raise UserError(f"--resume: run folder {run_dir} does not exist")
     found = list_checkpoints(run_dir)
     if not found:
         raise UserError(f"--resume: {run_dir} has no complete checkpoint under checkpoints/ (nothing to resume)")
-    return load_checkpoint(found[-1])
+    say = warn or (lambda text: print(text, file=sys.stderr))
+    for path in reversed(found):
+        try:
+            return load_checkpoint(path)
+        except UserError as e:
+            say(f"rltk: warning: {e}; skipping it")
+    raise UserError(f"--resume: every checkpoint of {run_dir} is damaged ({len(found)} tried); nothing to resume")
 
 
 def load_adapter_into(model: Any, adapter_dir: str | Path) -> None:
     """Load a saved peft adapter's tensors into ``model``'s (same-shaped) LoRA parameters."""
-    from peft.utils import load_peft_weights
-
-    from rltk.models import load_trainable_state
-
     load_trainable_state(model, load_peft_weights(str(adapter_dir), device="cpu"))
 
 
@@ -140,13 +157,11 @@ def restore_logs(ckpt: Checkpoint, run_dir: str | Path) -> None:
 
 __all__ = [
     "Checkpoint",
-    "capture_rng",
     "checkpoint_root",
     "latest_checkpoint",
     "list_checkpoints",
     "load_adapter_into",
     "load_checkpoint",
     "restore_logs",
-    "restore_rng",
     "save_checkpoint",
 ]

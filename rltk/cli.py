@@ -9,6 +9,7 @@ nothing else is caught.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from typing import Any, Callable, Sequence
@@ -23,6 +24,19 @@ from rewards import cli as rewards_cli  # noqa: E402
 from rltk import __version__  # noqa: E402
 from rltk.core.errors import UserError  # noqa: E402
 from rltk.core.registry import load_object  # noqa: E402
+
+# filesystem errors that mean "the path you gave cannot be used" (one line, exit 2); others are bugs (traceback)
+USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.ENOENT,
+               errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOTEMPTY, errno.EMFILE, errno.ELOOP}
+
+
+def describe_os_error(e: OSError) -> str:
+    """``cannot write runs/x/metrics.jsonl: No space left on device`` — the path and the reason, one line."""
+    what = f"cannot use {e.filename}" if e.filename is not None else "a file could not be written"
+    extra = f" -> {e.filename2}" if e.filename2 is not None else ""
+    hint = " (free some disk space; checkpoints already written are intact)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return f"{what}{extra}: {e.strerror or type(e).__name__}{hint}"
+
 
 def resolve_handler(func: Any) -> Callable[[argparse.Namespace], Any]:
     """A parser's handler: a callable, or ``"module:function"`` imported now (the subcommand runs)."""
@@ -121,6 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         print(f"rltk: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        if e.errno not in USER_ERRNOS:
+            raise
+        print(f"rltk: error: {describe_os_error(e)}", file=sys.stderr)
+        return UserError.exit_code
     except KeyboardInterrupt:
         print("rltk: interrupted", file=sys.stderr)
         return 130

@@ -21,7 +21,7 @@ from rltk import __version__
 from rltk.core.config import load_config
 from rltk.core.errors import UserError
 from rltk.grpo import load_job_config, run_job
-from rltk.models import ALIASES, cache_dir, default_device, is_cached
+from rltk.policy import ALIASES, cache_dir, default_device, is_cached
 from rltk.plot import plot_run
 from rltk.sft import SFTJobConfig, train_sft
 

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 from evals.arithmetic import make_problems, worked_solution
 from rltk.core.errors import UserError
+from rltk.core.registry import Registry
 from rltk.core.rows import Rows, load_hub_rows, read_rows
 from rltk.core.templates import fill, template_fields
 
@@ -28,7 +29,7 @@ from rltk.core.templates import fill, template_fields
 class DataConfig:
     """The ``data:`` section."""
 
-    source: str = "arithmetic"  # "arithmetic" (generated), a .jsonl/.json/.csv/.tsv file, or "hf:ORG/NAME"
+    source: str = "arithmetic"  # a registered source (SOURCES: "arithmetic"), a .jsonl/.json/.csv/.tsv file, or "hf:ORG/NAME"
     split: str = "train"  # arithmetic and hub datasets: which split
     hf_config: str | None = None  # hub dataset configuration name
     limit: int | None = None  # use the first N rows (arithmetic: generate N problems; default 5000)
@@ -89,19 +90,29 @@ class Dataset(Rows):
                 reward_set.check_columns([*present, "prompts", "completion_ids"], where)
 
 
+SOURCES: Registry = Registry("data source")  # generated rows: name -> fn(DataConfig) -> Rows
+
+
+@SOURCES.register("arithmetic")
+def arithmetic_rows(cfg: DataConfig) -> Rows:
+    """Generated arithmetic (:mod:`evals.arithmetic`): the train split never overlaps the held-out test split."""
+    try:
+        rows = make_problems(cfg.split, cfg.limit or 5000, seed=cfg.data_seed, ops=cfg.ops, digits=cfg.digits,
+                             mul_digits=cfg.mul_digits)
+    except ValueError as e:
+        raise UserError(f"data: arithmetic: {e}") from e
+    for r in rows:
+        r["solution"] = worked_solution(r)
+    where = [f"arithmetic[{cfg.split}][{i}]" for i in range(len(rows))]
+    return Rows(rows, where, f"arithmetic:{cfg.split}:seed={cfg.data_seed}")
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
-    """Rows for ``cfg`` (see :class:`DataConfig`); UserError naming the file, line or key on bad input."""
-    if cfg.source == "arithmetic":
-        try:
-            rows = make_problems(cfg.split, cfg.limit or 5000, seed=cfg.data_seed, ops=cfg.ops, digits=cfg.digits,
-                                 mul_digits=cfg.mul_digits)
-        except ValueError as e:
-            raise UserError(f"data: arithmetic: {e}") from e
-        for r in rows:
-            r["solution"] = worked_solution(r)
-        where = [f"arithmetic[{cfg.split}][{i}]" for i in range(len(rows))]
-        return Dataset(rows, where, f"arithmetic:{cfg.split}:seed={cfg.data_seed}", cfg=cfg)
-    if cfg.source.startswith("hf:"):
+    """Rows for ``cfg`` (see :class:`DataConfig`): a registered source (:data:`SOURCES`), ``hf:ORG/NAME`` or a
+    file; UserError naming the file, line or key on bad input."""
+    if cfg.source in SOURCES:
+        loaded = SOURCES.get(cfg.source)(cfg)
+    elif cfg.source.startswith("hf:"):
         loaded = load_hub_rows(cfg.source[3:], cfg.split, cfg.hf_config)
     else:
         loaded = read_rows(cfg.source)
@@ -151,4 +162,4 @@ class PromptStream:
         return out
 
 
-__all__ = ["DataConfig", "Dataset", "PromptStream", "load_dataset"]
+__all__ = ["SOURCES", "DataConfig", "Dataset", "PromptStream", "load_dataset"]

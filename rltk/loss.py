@@ -23,11 +23,29 @@ Shapes: ``N`` sequences (completions) in a micro-batch, ``T`` completion positio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 
+from rltk.core.config import check_range
 from rltk.core.registry import Registry
+
+
+@dataclass(frozen=True)
+class LossFields:
+    """The knobs of the GRPO objective, declared once (the ``grpo:`` section extends this class)."""
+
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.2  # > epsilon_low = DAPO's clip-higher
+    beta: float = 0.0  # KL weight (k3); 0 = no reference forward at all
+    loss_agg: Literal["sequence", "token", "constant"] = "sequence"
+    mu: int = 1  # optimizer steps per batch of rollouts (stored old log-probs)
+
+    def __post_init__(self) -> None:
+        check_range("epsilon_low", self.epsilon_low, low=0, high=1, high_open=True)
+        check_range("epsilon_high", self.epsilon_high, low=0)
+        check_range("beta", self.beta, low=0)
+        check_range("mu", self.mu, low=1)
 
 
 def clipped_token_loss(

@@ -22,6 +22,7 @@ From Python::
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import random
 import time
@@ -30,44 +31,40 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import yaml
 
 from rltk.checkpoint import load_adapter_into
-from rltk.core.config import load_config, to_dict
+from rltk.core.config import check_range, load_config, to_dict
 from rltk.data import DataConfig, Dataset, load_dataset
 from rltk.core.errors import UserError
-from rltk.learner import Learner, MicroBatch, OptimConfig, collate, completion_log_probs
+from rltk.learner import Learner
+from rltk.logprobs import MicroBatch, collate, completion_log_probs
 from rltk.metrics import SFT_COLUMNS, LiveView, MetricsLog
-from rltk.models import ModelConfig, Policy, policy_from_config
-from rltk.rollouts.worker import encode_prompt, eos_token_ids
-from rltk.runs import default_run_dir
+from rltk.policy import ModelConfig, Policy, policy_from_config
+from rltk.optim import OptimFields
+from rltk.policy.decode import eos_token_ids
+from rltk.rollouts.worker import encode_prompt
+from rltk.runs import claimed_run_dir, claim_run_dir, write_config
 
 
 @dataclass(frozen=True)
-class SFTConfig:
-    """The ``sft:`` section."""
+class SFTConfig(OptimFields):
+    """The ``sft:`` section: the optimiser (:class:`rltk.optim.OptimFields`, SFT's own defaults) and these."""
 
-    steps: int = 40  # optimizer steps (the data is cycled through as many epochs as that takes)
-    batch_size: int = 16  # sequences per optimizer step
     lr: float = 2e-4
-    weight_decay: float = 0.0
     warmup_steps: int = 2
     schedule: Literal["constant", "cosine"] = "cosine"
-    min_lr_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    micro_batch_size: int = 8
+    steps: int = 40  # optimizer steps (the data is cycled through as many epochs as that takes)
+    batch_size: int = 16  # sequences per optimizer step
     max_length: int = 1024  # prompt + completion tokens; longer rows are an error naming the row
     length_window: int = 64  # batches per sorting window of the length bucketing
-    dense_base: bool = True  # CPU: frozen base weights as dense bf16, 4-bit dequantized once (see rltk.learner)
+    dense_base: bool = True  # CPU: frozen base weights as dense bf16, 4-bit dequantized once (see rltk.policy.memory.dense_frozen_base)
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
-
-    def optim(self) -> OptimConfig:
-        return OptimConfig(lr=self.lr, weight_decay=self.weight_decay, warmup_steps=self.warmup_steps, schedule=self.schedule,
-                           min_lr_ratio=self.min_lr_ratio, max_grad_norm=self.max_grad_norm,
-                           micro_batch_size=self.micro_batch_size)
+        OptimFields.__post_init__(self)
+        check_range("steps", self.steps, low=1)
+        check_range("batch_size", self.batch_size, low=1)
+        check_range("max_length", self.max_length, low=2)
+        check_range("length_window", self.length_window, low=1)
 
 
 @dataclass(frozen=True)
@@ -140,13 +137,14 @@ def completion_nll(model: Any, mb: MicroBatch, total_tokens: int) -> torch.Tenso
     return -(logp * mb.mask).sum() / max(total_tokens, 1)
 
 
-def train_sft(cfg: SFTJobConfig, *, policy: Policy | None = None, live: bool | None = None) -> SFTResult:
-    """LoRA/QLoRA SFT as configured; writes ``RUN_DIR/adapter`` (peft format) and ``metrics.jsonl``."""
+def train_sft(cfg: SFTJobConfig, *, policy: Policy | None = None, live: bool | None = None,
+              claimed_dir: bool = False) -> SFTResult:
+    """LoRA/QLoRA SFT as configured; writes ``RUN_DIR/adapter`` (peft format) and ``metrics.jsonl``.
+    A ``run_dir`` holding another run's files is refused; ``claimed_dir``: the caller made it this run's."""
     data = load_dataset(cfg.data)
     data.check_for_prompts()
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir("sft")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    run_dir = claimed_run_dir(cfg.run_dir) if claimed_dir and cfg.run_dir else claim_run_dir("sft", cfg.run_dir)
+    write_config(run_dir, to_dict(dataclasses.replace(cfg, run_dir=str(run_dir))))
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     torch.manual_seed(cfg.seed)
     if policy is None:
@@ -155,7 +153,7 @@ def train_sft(cfg: SFTJobConfig, *, policy: Policy | None = None, live: bool | N
     examples = encode_examples(data, tok, eos_token_ids(policy)[0] if tok.eos_token_id is None else tok.eos_token_id,
                                cfg.sft.max_length)
     s = cfg.sft
-    learner = Learner(policy, s.optim(), total_steps=s.steps, dense_base=None if s.dense_base else False)
+    learner = Learner(policy, s, total_steps=s.steps, dense_base=None if s.dense_base else False)
     rng = random.Random(f"sft-{cfg.seed}")
     lengths = [len(e.prompt_ids) + len(e.completion_ids) for e in examples]
     log = MetricsLog(run_dir)
@@ -201,7 +199,7 @@ def warm_start(config_path: str | Path, out_dir: str | Path, live: bool | None =
     if not path.is_file():
         raise UserError(f"warm_start: SFT config {config_path} not found")
     cfg = load_config(SFTJobConfig, path, [f"run_dir={out}"])
-    result = train_sft(cfg, live=live, policy=policy)
+    result = train_sft(cfg, live=live, policy=policy, claimed_dir=True)  # a killed attempt there is redone
     del result
     gc.collect()
     return adapter

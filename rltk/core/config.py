@@ -200,6 +200,29 @@ def _describe(tp: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+def check_range(name: str, value: float, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """ValueError ``"NAME must be ..., got VALUE"`` unless ``low <= value <= high`` (``*_open``: strict);
+    config dataclasses call it in ``__post_init__`` so a bad value fails when the config is read.
+
+    >>> check_range("lr", 0.0, low=0, low_open=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr must be > 0, got 0.0
+    """
+    if value != value:  # NaN
+        raise ValueError(f"{name} must be a number, got nan")
+    bad_low = low is not None and (value <= low if low_open else value < low)
+    bad_high = high is not None and (value >= high if high_open else value > high)
+    if bad_low or bad_high:
+        parts = []
+        if low is not None:
+            parts.append(f"{'>' if low_open else '>='} {low:g}")
+        if high is not None:
+            parts.append(f"{'<' if high_open else '<='} {high:g}")
+        raise ValueError(f"{name} must be {' and '.join(parts)}, got {value!r}")
+
+
 def to_dict(obj: Any) -> Any:
     """Dataclass (nested) to plain dict, for writing a run's resolved config."""
     if dataclasses.is_dataclass(obj):

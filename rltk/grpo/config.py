@@ -11,56 +11,36 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from rewards import RewardSpec
-from rltk.core.config import load_config
+from rltk.core.config import check_range, load_config
 from rltk.data import DataConfig
-from rltk.learner import LossConfig, OptimConfig
-from rltk.models import ModelConfig
+from rltk.loss import LossFields
+from rltk.policy import ModelConfig
+from rltk.optim import OptimFields
 from rltk.rollouts import DistributedConfig, SamplingConfig
 
 
 @dataclass(frozen=True)
-class GRPOConfig:
-    """The ``grpo:`` section: steps, optimisation and the objective's knobs."""
+class GRPOConfig(OptimFields, LossFields):
+    """The ``grpo:`` section: steps, the optimiser (:class:`rltk.optim.OptimFields`: lr, schedule, clipping,
+    micro-batch), the objective (:class:`rltk.loss.LossFields`: epsilons, beta, loss_agg, mu) and these."""
 
     steps: int = 50
     prompts_per_step: int = 4
-    # optimisation
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    schedule: Literal["constant", "cosine"] = "constant"
-    min_lr_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    micro_batch_size: int = 8
-    # objective
     advantage: str = "grpo"  # grpo | dr_grpo | rloo | batch_std | module:fn
-    beta: float = 0.0  # KL weight (k3); 0 = no reference forward at all
     kl_reference: Literal["base", "init"] = "base"  # base: adapters disabled; init: the adapter the run started from
-    epsilon_low: float = 0.2
-    epsilon_high: float = 0.2  # > epsilon_low = DAPO's clip-higher
-    mu: int = 1  # optimizer steps per batch of rollouts
-    loss_agg: Literal["sequence", "token", "constant"] = "sequence"
     mask_truncated: bool = False  # completions cut by max_new_tokens get no loss (DAPO overlong filtering)
     dynamic_sampling: bool = False  # DAPO: drop groups with equal rewards, draw more prompts to fill the batch
     max_draw_factor: float = 4.0  # dynamic sampling: at most this x prompts_per_step prompts drawn per step
-    dense_base: bool = True  # CPU: frozen base weights as dense bf16, 4-bit dequantized once (see rltk.learner)
+    dense_base: bool = True  # CPU: frozen base weights as dense bf16, 4-bit dequantized once (see rltk.policy.memory.dense_frozen_base)
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.prompts_per_step < 1 or self.mu < 1:
-            raise ValueError("steps must be >= 0, prompts_per_step and mu >= 1")
-        if self.beta < 0 or self.epsilon_low < 0 or self.epsilon_high < 0:
-            raise ValueError("beta and the epsilons must be >= 0")
-        if self.max_draw_factor < 1:
-            raise ValueError(f"max_draw_factor must be >= 1, got {self.max_draw_factor}")
-
-    def optim(self) -> OptimConfig:
-        return OptimConfig(lr=self.lr, weight_decay=self.weight_decay, warmup_steps=self.warmup_steps, schedule=self.schedule,
-                           min_lr_ratio=self.min_lr_ratio, max_grad_norm=self.max_grad_norm,
-                           micro_batch_size=self.micro_batch_size)
-
-    def loss(self, temperature: float) -> LossConfig:
-        return LossConfig(epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high, beta=self.beta,
-                          loss_agg=self.loss_agg, mu=self.mu, temperature=temperature)
+        OptimFields.__post_init__(self)
+        LossFields.__post_init__(self)
+        check_range("steps", self.steps, low=0)
+        check_range("prompts_per_step", self.prompts_per_step, low=1)
+        check_range("max_draw_factor", self.max_draw_factor, low=1)
+        if not self.advantage:
+            raise ValueError("advantage must name an estimator (grpo, dr_grpo, rloo, batch_std or module:fn)")
 
 
 @dataclass(frozen=True)
@@ -68,12 +48,20 @@ class CheckpointConfig:
     every: int = 25  # steps between checkpoints (0 = only the final adapter)
     keep: int = 2  # newest checkpoints kept (0 = all)
 
+    def __post_init__(self) -> None:
+        check_range("every", self.every, low=0)
+        check_range("keep", self.keep, low=0)
+
 
 @dataclass(frozen=True)
 class LogConfig:
     samples_every: int = 5  # write sample completions every N steps (0 = never)
     samples_groups: int = 2  # groups written each time
     live: bool = True  # rich live view (only on a terminal)
+
+    def __post_init__(self) -> None:
+        check_range("samples_every", self.samples_every, low=0)
+        check_range("samples_groups", self.samples_groups, low=0)
 
 
 @dataclass(frozen=True)
@@ -93,6 +81,16 @@ class EvalConfig:
     sampled_stages: list[str] = field(default_factory=lambda: ["base", "start", "sft", "grpo"])  # where pass@1 is measured
     batch_size: int = 64
     min_format_rate: float = 0.5  # warn before GRPO when the starting checkpoint's format rate is lower
+
+    def __post_init__(self) -> None:
+        check_range("n", self.n, low=1)
+        check_range("max_new_tokens", self.max_new_tokens, low=1)
+        check_range("samples", self.samples, low=0)
+        check_range("batch_size", self.batch_size, low=1)
+        check_range("min_format_rate", self.min_format_rate, low=0, high=1)
+        unknown = sorted(set(self.sampled_stages) - {"base", "start", "sft", "grpo"})
+        if unknown:
+            raise ValueError(f"sampled_stages: unknown stage(s) {', '.join(unknown)} (stages: base, start, sft, grpo)")
 
 
 @dataclass(frozen=True)
@@ -119,6 +117,10 @@ class GRPOJobConfig:
             raise ValueError("give the starting adapter once: init_adapter or model.adapter, not both")
         if self.init_adapter is not None and self.warm_start is not None:
             raise ValueError("init_adapter and warm_start both name the starting adapter; keep one")
+        check_range("reward_timeout_s", self.reward_timeout_s, low=0, low_open=True)
+        if self.sampling.group_size < 2:  # every estimator compares a completion with its group
+            raise ValueError(f"sampling.group_size is {self.sampling.group_size}: group-relative advantages "
+                             f"({self.grpo.advantage}) need at least 2 completions per prompt")
 
 
 def load_job_config(path: str | Path, overrides: Sequence[str] = ()) -> GRPOJobConfig:

@@ -18,14 +18,15 @@ import torch
 
 from evals import compare, evaluate, get_task, load_result
 from rewards import RewardSet
-from rltk.core.config import load_config
+from rltk.core.config import load_config, to_dict
 from rltk.core.errors import UserError
 from rltk.grpo.config import GRPOJobConfig
 from rltk.grpo.loop import GRPOResult, train
 from rltk.metrics import LiveView
-from rltk.models import DenseSampler, Policy, compute_dtype, policy_from_config
+from rltk.policy import DenseSampler, Policy, compute_dtype, policy_from_config
 from rltk.plot import plot_run
-from rltk.runs import default_run_dir
+from rltk.checkpoint import STEP_DIR, list_checkpoints
+from rltk.runs import check_resume, claim_run_dir, record_resume
 from rltk.sft import SFTJobConfig, warm_start
 
 STAGES = ("base", "sft", "grpo")
@@ -50,17 +51,13 @@ def run_job(cfg: GRPOJobConfig, *, resume: str | Path | None = None, live: bool 
     ``RUN_DIR/summary.json`` holds the table; ``RUN_DIR/curves.png`` the GRPO curves.
     """
     t0 = time.perf_counter()
-    if resume is not None and not Path(resume).is_dir():
-        raise UserError(f"--resume: run folder {resume} does not exist")
-    # resuming a job killed before its first GRPO checkpoint redoes only what it had not finished
-    run_dir = Path(resume) if resume is not None else Path(cfg.run_dir) if cfg.run_dir else default_run_dir("grpo")
-    cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
-    run_dir.mkdir(parents=True, exist_ok=True)
     say = LiveView(0, enabled=False).note
+    run_dir = _job_dir(cfg, resume)
+    cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     torch.manual_seed(cfg.seed)
     policy, evals = _before_grpo(cfg, run_dir, live, say) if cfg.warm_start is not None or cfg.eval.enabled else (None, {})
-    grpo = train(cfg, reward_set=reward_set, policy=policy, resume=resume if (run_dir / "checkpoints").is_dir() else None,
-                 live=live)
+    grpo = train(cfg, reward_set=reward_set, policy=policy, live=live, claimed_dir=True,
+                 resume=run_dir if resume is not None and list_checkpoints(run_dir) else None)
     if cfg.eval.enabled:
         evals["grpo"] = _eval_stage(cfg, grpo.policy, "grpo", run_dir, live)
     summary = _summary(cfg, evals, grpo, time.perf_counter() - t0)
@@ -70,6 +67,22 @@ def run_job(cfg: GRPOJobConfig, *, resume: str | Path | None = None, live: bool 
     except UserError as e:  # matplotlib missing: the run is still complete
         say(f"[yellow]no plot:[/yellow] {e}")
     return JobResult(run_dir, summary, grpo, evals)
+
+
+def _job_dir(cfg: GRPOJobConfig, resume: str | Path | None) -> Path:
+    """A fresh job's own folder; or the resumed job's, its config checked against the saved one (only safe keys
+    may change) and the resume recorded. A job killed before its first GRPO checkpoint redoes only what it had
+    not finished (finished evals and the SFT adapter are kept)."""
+    if resume is None:
+        return claim_run_dir("grpo", cfg.run_dir)
+    run_dir = Path(resume)
+    if not run_dir.is_dir():
+        raise UserError(f"--resume: run folder {resume} does not exist")
+    config = to_dict(dataclasses.replace(cfg, run_dir=str(run_dir)))
+    found = list_checkpoints(run_dir)
+    step = int(STEP_DIR.match(found[-1].name).group(1)) if found else 0  # type: ignore[union-attr]
+    record_resume(run_dir, config, step, check_resume(run_dir, config))
+    return run_dir
 
 
 def _before_grpo(cfg: GRPOJobConfig, run_dir: Path, live: bool | None, say: Any) -> tuple[Policy, dict[str, Any]]:

@@ -25,16 +25,16 @@ From Python::
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from rewards import RewardSet
 from rltk.advantages import compute_advantages, zero_variance_groups
-from rltk.checkpoint import latest_checkpoint, load_adapter_into, restore_logs, save_checkpoint
+from rltk.checkpoint import Checkpoint, latest_checkpoint, load_adapter_into, restore_logs, save_checkpoint
 from rltk.core.config import to_dict
 from rltk.core.errors import UserError
 from rltk.core.seeds import restore_rng, step_seed
@@ -42,12 +42,12 @@ from rltk.data import Dataset, PromptStream, load_dataset
 from rltk.grpo.config import GRPOJobConfig
 from rltk.grpo.record import PhaseTimer, StepOutcome, reward_key, sample_records, step_record
 from rltk.grpo.scoring import ScoredGroup, accuracy_label, build_train_batch, format_label, score_groups
-from rltk.learner import Learner, UpdateStats
+from rltk.learner import Learner, LossConfig, UpdateStats
 from rltk.metrics import LiveView, MetricsLog, grpo_columns
-from rltk.models import Policy, policy_from_config, trainable_state
+from rltk.policy import Policy, policy_from_config, trainable_state
 from rltk.rollouts import PromptRequest, make_backend
 from rltk.rollouts.ray_rewards import RayRewardSet
-from rltk.runs import default_run_dir
+from rltk.runs import claimed_run_dir, check_resume, claim_run_dir, record_resume, write_config
 from rltk.sft import warm_start
 
 
@@ -80,9 +80,14 @@ class _Run:
 
 
 def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Policy | None = None,
-          backend: Any = None, resume: str | Path | None = None, live: bool | None = None) -> GRPOResult:
-    """Run (or resume) GRPO as configured; returns the run folder, the final adapter and the history."""
-    run = _setup(cfg, reward_set, policy, backend, resume, live)
+          backend: Any = None, resume: str | Path | None = None, live: bool | None = None,
+          claimed_dir: bool = False) -> GRPOResult:
+    """Run (or resume) GRPO as configured; returns the run folder, the final adapter and the history.
+
+    A fresh run refuses a ``run_dir`` that holds another run's files (see :mod:`rltk.runs`);
+    ``claimed_dir``: the caller (the job pipeline) has already made ``cfg.run_dir`` this run's folder.
+    """
+    run = _setup(cfg, reward_set, policy, backend, resume, live, claimed_dir)
     g = cfg.grpo
     try:
         for step in range(run.start_step, g.steps):
@@ -104,7 +109,7 @@ def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Po
                 else:
                     batch = build_train_batch(scored, advantages, run.learner.version, g.mask_truncated,
                                               cfg.sampling.max_new_tokens)
-                    stats = run.learner.grpo_update(batch, g.loss(cfg.sampling.temperature), step)
+                    stats = run.learner.grpo_update(batch, LossConfig.of(g, cfg.sampling.temperature), step)
                 sync = _sync(run) if stats.applied else {}
             # 5. log, checkpoint
             record = _record(run, StepOutcome(step, scored, rewards, stats, timer, drawn, flat, stale, sync))
@@ -207,7 +212,7 @@ def _record(run: _Run, o: StepOutcome) -> dict[str, Any]:
 
 
 def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | None, backend: Any,
-           resume: str | Path | None, live: bool | None) -> _Run:
+           resume: str | Path | None, live: bool | None, claimed: bool) -> _Run:
     # data and rewards first: a bad row or reward fails before any model is loaded
     data = load_dataset(cfg.data)
     data.check_for_prompts()
@@ -217,7 +222,8 @@ def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | No
             raise UserError("rewards: the config lists no rewards (add e.g. '- name: math_answer')")
         reward_set = RewardSet(list(cfg.rewards), timeout_s=cfg.reward_timeout_s)
     data.check_rewards(reward_set)
-    run_dir, ckpt = _open_run_dir(cfg, resume)
+    run_dir, ckpt = _open_run_dir(cfg, resume, claimed)
+    cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     init_adapter = cfg.init_adapter or cfg.model.adapter
     if cfg.warm_start is not None and policy is None:
         init_adapter = str(warm_start(cfg.warm_start, run_dir / "sft", live=live))
@@ -225,7 +231,7 @@ def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | No
     if policy is None:
         policy = policy_from_config(cfg.model, adapter=init_adapter, trainable=True)
     g = cfg.grpo
-    learner = Learner(policy, g.optim(), total_steps=g.steps * g.mu, reference=g.kl_reference,
+    learner = Learner(policy, g, total_steps=g.steps * g.mu, reference=g.kl_reference,
                       dense_base=None if g.dense_base else False)
     stream = PromptStream(len(data), seed=cfg.seed)
     if ckpt is not None:
@@ -251,13 +257,19 @@ def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | No
     return _Run(cfg, run_dir, data, stream, reward_set, policy, learner, backend, log, view, start)
 
 
-def _open_run_dir(cfg: GRPOJobConfig, resume: str | Path | None) -> tuple[Path, Any]:
-    """The run folder (created) with the resolved config written into it, and the checkpoint to resume from."""
-    run_dir = Path(resume) if resume is not None else Path(cfg.run_dir) if cfg.run_dir else default_run_dir("grpo")
-    ckpt = latest_checkpoint(run_dir) if resume is not None else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    if ckpt is None:
-        for name in ("metrics.jsonl", "samples.jsonl"):  # a fresh run in an existing folder starts new logs
-            (run_dir / name).unlink(missing_ok=True)
-    return run_dir, ckpt
+def _open_run_dir(cfg: GRPOJobConfig, resume: str | Path | None, claimed: bool) -> tuple[Path, Checkpoint | None]:
+    """The run folder and the checkpoint to resume from. Fresh: a folder of its own (``claimed``: the job
+    pipeline made it already), with the config written. Resumed: the newest intact checkpoint, the config
+    checked against the run's (only safe keys may change) and the resume recorded in ``config.yaml``."""
+    if resume is not None:
+        run_dir = Path(resume)
+        ckpt = latest_checkpoint(run_dir)
+        if not claimed:
+            config = to_dict(cfg)
+            record_resume(run_dir, config, ckpt.step, check_resume(run_dir, config))
+        return run_dir, ckpt
+    run_dir = claimed_run_dir(cfg.run_dir) if claimed and cfg.run_dir else claim_run_dir("grpo", cfg.run_dir)
+    write_config(run_dir, to_dict(dataclasses.replace(cfg, run_dir=str(run_dir))))
+    for name in ("metrics.jsonl", "samples.jsonl"):  # a claimed folder may hold the logs of a killed attempt
+        (run_dir / name).unlink(missing_ok=True)
+    return run_dir, None

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import torch
 
 from rltk.core.errors import UserError
-from rltk.models import ModelConfig, Policy
+from rltk.policy import ModelConfig, Policy
 from rltk.rollouts.config import DistributedConfig
 from rltk.rollouts.ray_rollouts import RayRollouts
 from rltk.rollouts.worker import PromptRequest, RolloutGroup, RolloutWorker, SamplingConfig

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rltk.core.config import check_range
+
 
 @dataclass(frozen=True)
 class DistributedConfig:
@@ -20,5 +22,11 @@ class DistributedConfig:
     placement: str = "PACK"  # Ray placement-group strategy for the workers
 
     def __post_init__(self) -> None:
+        check_range("workers", self.workers, low=0)
+        check_range("num_cpus_per_worker", self.num_cpus_per_worker, low=0)
+        check_range("num_gpus_per_worker", self.num_gpus_per_worker, low=0)
+        check_range("max_restarts", self.max_restarts, low=0)
+        if self.placement not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
+            raise ValueError(f"placement must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD, got {self.placement!r}")
         if self.reward_tasks and self.workers < 1:
             raise ValueError("reward_tasks: true needs Ray rollout workers (workers >= 1)")

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 
 from rltk.core.errors import UserError
-from rltk.models import ModelConfig
+from rltk.policy import ModelConfig
 from rltk.rollouts.config import DistributedConfig
 from rltk.rollouts.ray_session import connect
 from rltk.rollouts.ray_shares import (check_groups, first_line, fmt_resources, raise_user_error_from_init,

@@ -4,7 +4,7 @@ The sampler never computes a loss; it only turns :class:`PromptRequest` s into
 :class:`RolloutGroup` s (the one typed object that crosses a process boundary, see
 ``rltk.rollouts.ray_rollouts``).
 
-How one batch is sampled (:func:`sample_completions`):
+How one batch is sampled (:func:`sample_completions`, through the one decode loop :func:`rltk.policy.decode.decode`):
 
 * the ``B`` prompts are encoded once (one prefill of ``[B, P]``) and the KV cache is repeated
   ``G`` times, so a group's shared prompt is never encoded ``G`` times;
@@ -14,15 +14,15 @@ How one batch is sampled (:func:`sample_completions`):
   ``log_softmax``; the stored log-prob of a token is its log-prob under *that* distribution
   (the distribution actually sampled, not the raw logits);
 * which weights it samples with (``SamplingConfig.sampler``): ``shared`` runs the learner's own
-  model (eval mode, ``rltk.models.autocast``; LoRA folded into an unquantized base for the
+  model (eval mode, ``rltk.policy.autocast``; LoRA folded into an unquantized base for the
   duration); ``dense`` runs a dense bf16 copy of *base + merged LoRA*
-  (:class:`rltk.models.DenseSampler`), rebuilt exactly from the LoRA tensors after every update.
+  (:class:`rltk.policy.sampler.DenseSampler`), rebuilt exactly from the LoRA tensors after every update.
   On CPU the dense copy is an order of magnitude faster: bitsandbytes' 4-bit matmul is very slow
   for decode-sized inputs there, and autocast re-casts every fp32 weight at every step (measured,
   SmolLM2-135M, 32 x 48 tokens: NF4 122-255 s, dense fp32 + autocast 39-62 s, dense bf16 3.5 s).
   ``auto`` = dense on CPU, shared on CUDA.
 
->>> from rltk.models import tiny_policy
+>>> from rltk.policy.tiny import tiny_policy
 >>> worker = RolloutWorker(None, SamplingConfig(group_size=2, max_new_tokens=5), policy=tiny_policy(lora={"r": 4}))
 >>> [g] = worker.generate([PromptRequest(0, {"q": "x"}, [{"role": "user", "content": "hi"}])], seed=0)
 >>> len(g.completion_ids), all(len(c) == len(l) for c, l in zip(g.completion_ids, g.logprobs))
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Sequence
@@ -41,7 +40,13 @@ from typing import Any, Iterator, Literal, Sequence
 import torch
 
 from rltk.core.errors import UserError
-from rltk.models import DenseSampler, ModelConfig, Policy, autocast, compute_dtype, load_trainable_state, policy_from_config
+from rltk.policy.adapters import load_trainable_state
+from rltk.policy.base import ModelConfig, Policy
+from rltk.policy.decode import decode, eos_token_ids
+from rltk.policy.devices import autocast, compute_dtype
+from rltk.policy.loading import policy_from_config
+from rltk.policy.memory import release_memory
+from rltk.policy.sampler import DenseSampler
 
 
 @dataclass(frozen=True)
@@ -123,33 +128,12 @@ def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top
     return torch.log_softmax(logits, dim=-1)  # [b, V]
 
 
-def eos_token_ids(policy: Policy) -> list[int]:
-    tok, model = policy.tokenizer, _hf_model(policy.model)
-    ids: set[int] = set()
-    for src in (getattr(model.generation_config, "eos_token_id", None), tok.eos_token_id):
-        if src is not None:
-            ids.update([src] if isinstance(src, int) else list(src))
-    if not ids:
-        raise UserError(f"model {policy.spec!r} has no EOS token; sampling would never stop")
-    return sorted(ids)
-
-
 def encode_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     """Chat messages → token ids with the tokenizer's chat template and the generation prompt."""
     if not getattr(tokenizer, "chat_template", None):
         raise UserError("the tokenizer has no chat template; prompts are chat messages")
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _cache_kwarg(hf_model: Any) -> str:
-    # transformers >= 5.3x names the KV cache argument `cache` (`past_key_values` is deprecated)
-    return "cache" if "cache" in inspect.signature(hf_model.forward).parameters else "past_key_values"
-
-
-def _hf_model(model: Any) -> Any:
-    # peft injects the LoRA layers in place: calling the wrapped transformers model applies them
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 @dataclass
@@ -159,7 +143,6 @@ class Sampled:
     truncated: bool
 
 
-@torch.inference_mode()
 def sample_completions(
     policy: Policy,
     prompt_ids: Sequence[list[int]],
@@ -168,57 +151,14 @@ def sample_completions(
     eos_ids: Sequence[int],
 ) -> list[list[Sampled]]:
     """``G = sampling.group_size`` completions per prompt, in one batch; per prompt, per sample."""
-    from transformers import DynamicCache
 
-    model = _hf_model(policy.model)
-    dev = policy.device
-    g = sampling.group_size
-    pad = policy.tokenizer.pad_token_id if policy.tokenizer.pad_token_id is not None else eos_ids[0]
-    width = max(len(p) for p in prompt_ids)
-    input_ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompt_ids], device=dev)  # [B, P]
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=dev)  # [B, P]
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, P] left padding: real tokens count from 0
-    eos = torch.tensor(list(eos_ids), device=dev)
-    cache = DynamicCache(config=model.config)
-    ck = _cache_kwarg(model)
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
-                **{ck: cache})
-    logits = out.logits[:, -1, :]  # [B, V]
-    if g > 1:  # the G samples of a prompt share its prefill
-        cache.batch_repeat_interleave(g)
-        logits = logits.repeat_interleave(g, dim=0)  # [B*G, V]
-        mask = mask.repeat_interleave(g, dim=0)  # [B*G, P]
-    rows = len(prompt_ids) * g
-    alive = torch.arange(rows, device=dev)  # [b] original row of each live row
-    next_pos = mask.sum(-1)  # [b] position of the next token
-    ids: list[list[int]] = [[] for _ in range(rows)]
-    lps: list[list[float]] = [[] for _ in range(rows)]
-    stopped = [False] * rows
-    for step in range(sampling.max_new_tokens):
+    def pick(logits: torch.Tensor, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logp = process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p)  # [b, V]
         nxt = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)  # [b]
-        nxt_lp = logp.gather(-1, nxt[:, None]).squeeze(-1)  # [b]
-        stop = torch.isin(nxt, eos)  # [b]
-        for r, t, lp, s in zip(alive.tolist(), nxt.tolist(), nxt_lp.tolist(), stop.tolist()):
-            ids[r].append(t)
-            lps[r].append(lp)
-            stopped[r] = s
-        if step == sampling.max_new_tokens - 1:
-            break
-        keep = ~stop  # [b]
-        if not bool(keep.any()):
-            break
-        if not bool(keep.all()):  # finished rows leave the batch and the cache
-            idx = keep.nonzero().squeeze(-1)
-            cache.batch_select_indices(idx)
-            alive, nxt, mask, next_pos = alive[idx], nxt[idx], mask[idx], next_pos[idx]
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)  # [b, P+t+1]
-        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None], use_cache=True,
-                    **{ck: cache})
-        logits = out.logits[:, -1, :]  # [b, V]
-        next_pos = next_pos + 1
-    return [[Sampled(ids[p * g + j], lps[p * g + j], not stopped[p * g + j]) for j in range(g)]
-            for p in range(len(prompt_ids))]
+        return nxt, logp.gather(-1, nxt[:, None]).squeeze(-1)  # [b], [b] log-prob of each sampled token
+
+    decoded = decode(policy, prompt_ids, sampling.group_size, sampling.max_new_tokens, eos_ids, pick)
+    return [[Sampled(d.ids, d.values, d.truncated) for d in samples] for samples in decoded]
 
 
 # ----------------------------------------------------------------------------- sampling mode
@@ -340,8 +280,6 @@ class RolloutWorker:
             for start in range(0, len(prompts), per_batch):
                 sampled += sample_completions(target, prompts[start:start + per_batch], self.sampling, gen, self._eos)
         if self.policy.device.type == "cpu":  # the KV caches go back to the OS before the learner runs
-            from rltk.learner import release_memory
-
             release_memory(collect=False)
         groups = []
         for req, ids, samples in zip(requests, prompts, sampled):

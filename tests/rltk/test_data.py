@@ -80,3 +80,17 @@ def test_prompt_stream_epochs_and_resume():
     resumed = PromptStream(5, seed=3, cursor=7)
     assert resumed.draw(5) == PromptStream(5, seed=3).draw(12)[7:12]
     assert [r for _, r in PromptStream(4, shuffle=False).draw(6)] == [0, 1, 2, 3, 0, 1]
+
+
+def test_a_registered_source_is_a_data_source_by_name():
+    from rltk.core.rows import Rows
+    from rltk.data import SOURCES, DataConfig, load_dataset
+
+    def squares(cfg):
+        rows = [{"question": f"{i} * {i}", "solution": str(i * i)} for i in range(cfg.limit or 3)]
+        return Rows(rows, [f"squares[{i}]" for i in range(len(rows))], "squares")
+
+    SOURCES.register("test-squares", squares)
+    ds = load_dataset(DataConfig(source="test-squares", limit=4))
+    assert len(ds) == 4 and ds.where[3] == "squares[3]" and ds.completion(2) == "4"
+    assert ds.messages(1)[-1]["content"] == "1 * 1"

@@ -8,9 +8,15 @@ import copy
 import pytest
 import torch
 
-from rltk.learner import Learner, LossConfig, OptimConfig, TrainBatch, collate, completion_log_probs, lr_at
+from rltk.learner import Learner, LossConfig, TrainBatch, lr_at
+from rltk.optim import OptimFields
+from rltk.logprobs import _TokenLogProb, collate, completion_log_probs, is_checkpointing
 from rltk.loss import BatchTotals, constant_normalizer, grpo_loss, sequence_mean, token_mean
-from rltk.models import LoraSettings, Policy, tiny_policy, trainable_state
+from rltk.policy.adapters import trainable_state
+from rltk.policy.base import LoraSettings, Policy
+from rltk.policy.loading import load_policy
+from rltk.policy.memory import FrozenLinear, contiguous_head, dense_frozen_base
+from rltk.policy.tiny import tiny_policy
 
 PROMPTS = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [5, 9]]
 COMPLETIONS = [[20, 21, 22], [23], [24, 25], [26, 27, 28, 29]]
@@ -77,7 +83,7 @@ def test_micro_batched_skipping_update_equals_the_naive_full_batch_gradient(fp32
     advantages = [1.0, 0.0, -0.5, 0.0]
     cfg = LossConfig(loss_agg=loss_agg)
     a, b = _policy(), _policy()
-    learner = Learner(a, OptimConfig(lr=1e-2, micro_batch_size=1, max_grad_norm=0), total_steps=10, dense_base=False)
+    learner = Learner(a, OptimFields(lr=1e-2, micro_batch_size=1, max_grad_norm=0), total_steps=10, dense_base=False)
     got = _grads_at_step(learner)
     stats = learner.grpo_update(_batch(advantages), cfg, step=0)
     assert stats.applied == 1 and stats.skipped is None and stats.sequences == 2
@@ -89,8 +95,8 @@ def test_micro_batched_skipping_update_equals_the_naive_full_batch_gradient(fp32
 
 def test_micro_batch_size_does_not_change_the_gradient(fp32):
     a, b = _policy(), _policy()
-    la = Learner(a, OptimConfig(micro_batch_size=1), 10, dense_base=False)
-    lb = Learner(b, OptimConfig(micro_batch_size=3), 10, dense_base=False)
+    la = Learner(a, OptimFields(micro_batch_size=1), 10, dense_base=False)
+    lb = Learner(b, OptimFields(micro_batch_size=3), 10, dense_base=False)
     ga, gb = _grads_at_step(la), _grads_at_step(lb)
     la.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
     lb.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
@@ -99,7 +105,7 @@ def test_micro_batch_size_does_not_change_the_gradient(fp32):
 
 
 def test_gradients_are_clipped_to_max_grad_norm(fp32):
-    learner = Learner(_policy(), OptimConfig(max_grad_norm=1e-3), 10, dense_base=False)
+    learner = Learner(_policy(), OptimFields(max_grad_norm=1e-3), 10, dense_base=False)
     grads = _grads_at_step(learner)
     stats = learner.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
     assert stats.grad_norm > 1e-3  # the norm before clipping is reported
@@ -136,7 +142,7 @@ def test_shared_prompt_forward_equals_separate_sequences(fp32):
 def test_groups_share_micro_batches_and_the_gradient_is_unchanged(fp32):
     advantages = [1.0, -0.5, -0.5, 0.7, 0.0, -0.7]
     a, b = _policy(), _policy()
-    learner = Learner(a, OptimConfig(micro_batch_size=2, max_grad_norm=0), 10, dense_base=False)
+    learner = Learner(a, OptimFields(micro_batch_size=2, max_grad_norm=0), 10, dense_base=False)
     plan = learner.plan_micro_batches(_group_batch(advantages), [0, 1, 2, 3, 5])
     assert plan == [([0, 1], True), ([2], False), ([3, 5], True)]  # one prompt per micro-batch, at most 2 rows
     got = _grads_at_step(learner)
@@ -147,9 +153,6 @@ def test_groups_share_micro_batches_and_the_gradient_is_unchanged(fp32):
 
 
 def test_dense_frozen_base_computes_what_qlora_computes():
-    from rltk.learner import dense_frozen_base
-    from rltk.models import load_policy
-
     pol = load_policy("tiny-random", quant="nf4", lora=LoraSettings(r=4))
     mb = collate(PROMPTS, COMPLETIONS, pol.tokenizer.pad_token_id, pol.device)
     with torch.no_grad(), pol.autocast():
@@ -170,7 +173,7 @@ def test_dense_frozen_base_computes_what_qlora_computes():
 
 def test_kl_is_zero_when_adapters_are_zero():
     pol = tiny_policy(lora=LoraSettings(r=4))  # fresh LoRA: B = 0, so the adapted policy is the base
-    learner = Learner(pol, OptimConfig(), 10)
+    learner = Learner(pol, OptimFields(), 10)
     mb = collate(PROMPTS, COMPLETIONS, pol.tokenizer.pad_token_id, pol.device)
     ref = learner.reference_log_probs(mb, 1.0)
     with torch.no_grad(), pol.autocast():
@@ -185,7 +188,7 @@ def test_kl_is_zero_when_adapters_are_zero():
 
 def test_reference_is_the_base_with_adapters_disabled():
     pol = _policy()
-    learner = Learner(pol, OptimConfig(), 10)
+    learner = Learner(pol, OptimFields(), 10)
     mb = collate(PROMPTS, COMPLETIONS, pol.tokenizer.pad_token_id, pol.device)
     base = tiny_policy()  # same seed, no LoRA
     with torch.no_grad(), pol.autocast():
@@ -196,7 +199,7 @@ def test_reference_is_the_base_with_adapters_disabled():
 def test_all_zero_advantages_skip_without_touching_the_adapter():
     pol = _policy()
     before = trainable_state(pol.model)
-    stats = Learner(pol, OptimConfig(lr=1e-2), 10).grpo_update(_batch([0.0] * 4), LossConfig(), 0)
+    stats = Learner(pol, OptimFields(lr=1e-2), 10).grpo_update(_batch([0.0] * 4), LossConfig(), 0)
     assert stats.applied == 0 and "no learning signal" in stats.skipped
     after = trainable_state(pol.model)
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -204,7 +207,7 @@ def test_all_zero_advantages_skip_without_touching_the_adapter():
 
 def test_nonfinite_loss_is_skipped_and_reported():
     pol = _policy()
-    learner = Learner(pol, OptimConfig(lr=1e-2), 10)
+    learner = Learner(pol, OptimFields(lr=1e-2), 10)
     before = trainable_state(pol.model)
     stats = learner.grpo_update(_batch([1.0, float("nan"), 0.5, -0.5]), LossConfig(), 0)
     assert stats.skipped == "non-finite loss" and stats.applied == 0 and learner.version == 0
@@ -215,7 +218,7 @@ def test_nonfinite_loss_is_skipped_and_reported():
 
 def test_mu_runs_several_optimizer_steps_and_clipping_starts_after_the_first():
     pol = _policy()
-    learner = Learner(pol, OptimConfig(lr=0.05, micro_batch_size=2), 10)
+    learner = Learner(pol, OptimFields(lr=0.05, micro_batch_size=2), 10)
     stats = learner.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(mu=3, epsilon_low=0.01, epsilon_high=0.01), 0)
     assert stats.applied == 3 and learner.version == 3
     assert stats.clip_fraction > 0  # iterations 2 and 3 see a ratio that moved by more than 1%
@@ -229,7 +232,7 @@ def test_stale_rollouts_use_the_behaviour_logprobs():
     # the sampler's log-probs were log 2 higher: ratio 0.5 < 1 - eps on every token; with A < 0 all clipped
     behaviour = [(cur[i, :len(c)] + 0.6931).tolist() for i, c in enumerate(COMPLETIONS)]
     before = trainable_state(pol.model)
-    stats = Learner(pol, OptimConfig(lr=1e-2), 10).grpo_update(_batch([-1.0] * 4, behaviour), LossConfig(), 0)
+    stats = Learner(pol, OptimFields(lr=1e-2), 10).grpo_update(_batch([-1.0] * 4, behaviour), LossConfig(), 0)
     assert stats.clip_fraction == 1.0
     assert stats.grad_norm == 0.0  # every token clipped: no gradient at all
     after = trainable_state(pol.model)
@@ -238,7 +241,7 @@ def test_stale_rollouts_use_the_behaviour_logprobs():
 
 def test_state_dict_round_trip_continues_identically():
     a, b = _policy(), _policy()
-    la, lb = Learner(a, OptimConfig(lr=1e-2), 10), Learner(b, OptimConfig(lr=1e-2), 10)
+    la, lb = Learner(a, OptimFields(lr=1e-2), 10), Learner(b, OptimFields(lr=1e-2), 10)
     la.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
     b.model.load_state_dict(copy.deepcopy(a.model.state_dict()))
     lb.load_state_dict(copy.deepcopy(la.state_dict()))
@@ -250,16 +253,14 @@ def test_state_dict_round_trip_continues_identically():
 
 
 def test_lr_schedule():
-    cfg = OptimConfig(lr=2.0, warmup_steps=4)
+    cfg = OptimFields(lr=2.0, warmup_steps=4)
     assert [lr_at(s, 10, cfg) for s in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
-    cos = OptimConfig(lr=1.0, schedule="cosine", min_lr_ratio=0.5)
+    cos = OptimFields(lr=1.0, schedule="cosine", min_lr_ratio=0.5)
     assert lr_at(0, 10, cos) == 1.0 and lr_at(10, 10, cos) == pytest.approx(0.5) and lr_at(5, 10, cos) == pytest.approx(0.75)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_selective_log_probs_backward_matches_autograd(temperature):
-    from rltk.learner import _TokenLogProb
-
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 5, 11, generator=gen, dtype=torch.float64, requires_grad=True)
     targets = torch.randint(0, 11, (3, 5), generator=gen)
@@ -273,8 +274,6 @@ def test_selective_log_probs_backward_matches_autograd(temperature):
 
 
 def test_contiguous_head_keeps_the_weight_and_the_logits():
-    from rltk.learner import FrozenLinear, contiguous_head
-
     model = tiny_policy(seed=3).model
     for p in model.parameters():
         p.requires_grad_(False)
@@ -289,14 +288,12 @@ def test_contiguous_head_keeps_the_weight_and_the_logits():
 
 
 def test_gradient_checkpointing_gives_the_same_gradient(fp32):
-    from rltk.learner import is_checkpointing
-
     a, b = _policy(), _policy()
     b.model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     b.model.train()
     assert is_checkpointing(b.model) and not is_checkpointing(a.model)
-    la = Learner(a, OptimConfig(micro_batch_size=2), 10, dense_base=False)
-    lb = Learner(b, OptimConfig(micro_batch_size=2), 10, dense_base=False)
+    la = Learner(a, OptimFields(micro_batch_size=2), 10, dense_base=False)
+    lb = Learner(b, OptimFields(micro_batch_size=2), 10, dense_base=False)
     ga, gb = _grads_at_step(la), _grads_at_step(lb)
     la.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)
     lb.grpo_update(_batch([1.0, -1.0, 0.5, -0.5]), LossConfig(), 0)

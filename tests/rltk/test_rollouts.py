@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import rltk.rollouts.worker as rollouts
-from rltk.learner import collate, completion_log_probs
-from rltk.models import LoraSettings, tiny_policy, trainable_state
+from rltk.logprobs import collate, completion_log_probs
+from rltk.policy.adapters import trainable_state
+from rltk.policy.base import LoraSettings
+from rltk.policy.tiny import tiny_policy
 from rltk.rollouts.worker import PromptRequest, RolloutWorker, SamplingConfig, process_logits, sample_completions, sampling_mode
 
 MSGS = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "what is 2 + 2?"}]]

@@ -1,0 +1,156 @@
+"""Per-token log-probs of completions under a policy, for the learner: :func:`collate` (prompt | completion
+micro-batches), :func:`selective_log_probs` (fp32, one row at a time) and the shared-prompt forward."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from rltk.policy.hf import cache_kwarg, hf_model
+
+
+@dataclass
+class MicroBatch:
+    input_ids: torch.Tensor  # [n, P+T] left-padded prompt | right-padded completion
+    attention_mask: torch.Tensor  # [n, P+T]
+    position_ids: torch.Tensor  # [n, P+T]
+    targets: torch.Tensor  # [n, T] completion tokens
+    mask: torch.Tensor  # [n, T] float, 1 on real completion tokens
+    advantages: torch.Tensor  # [n]
+    behaviour: torch.Tensor  # [n, T] stored sampler log-probs (0 where on-policy)
+    stale: torch.Tensor  # [n] bool, True where the behaviour log-probs are the old ones
+    rows: list[int]  # positions in the TrainBatch
+    shared_prompt: list[int] | None = None  # set: every row has this prompt, run once (shared_prompt_log_probs)
+    completions: list[list[int]] | None = None  # the rows' completions (the shared-prompt path needs them)
+    pad_id: int = 0
+
+
+def collate(prompts: Sequence[list[int]], completions: Sequence[list[int]], pad_id: int, device: torch.device,
+            advantages: Sequence[float] | None = None, behaviour: Sequence[list[float] | None] | None = None,
+            rows: list[int] | None = None, share_prompt: bool = False) -> MicroBatch:
+    """``[pad… prompt | completion …pad]``: prompts left-padded, completions right-padded, so every
+    completion starts at the same column and ``logits_to_keep`` can cut the logits to completion positions.
+    ``share_prompt`` (all prompts equal): the forward runs the prompt once (:func:`shared_prompt_log_probs`)."""
+    if share_prompt and any(p != prompts[0] for p in prompts):
+        raise ValueError("share_prompt needs one prompt for every row")
+    n = len(prompts)
+    p_len = max(len(p) for p in prompts)
+    t_len = max(max(len(c) for c in completions), 1)
+    ids = torch.full((n, p_len + t_len), pad_id, dtype=torch.long)  # [n, P+T]
+    attn = torch.zeros((n, p_len + t_len), dtype=torch.long)  # [n, P+T]
+    mask = torch.zeros((n, t_len))  # [n, T]
+    beh = torch.zeros((n, t_len))  # [n, T]
+    stale = torch.zeros(n, dtype=torch.bool)  # [n]
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, p_len - len(p):p_len] = torch.tensor(p)
+        attn[i, p_len - len(p):p_len + len(c)] = 1
+        if c:
+            ids[i, p_len:p_len + len(c)] = torch.tensor(c)
+            mask[i, :len(c)] = 1.0
+        if behaviour is not None and behaviour[i] is not None:
+            beh[i, :len(c)] = torch.tensor(behaviour[i])
+            stale[i] = True
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)  # [n, P+T] left padding: real tokens count from 0
+    adv = torch.tensor(list(advantages) if advantages is not None else [0.0] * n, dtype=torch.float32)  # [n]
+    return MicroBatch(ids.to(device), attn.to(device), pos.to(device), ids[:, p_len:].to(device), mask.to(device),
+                      adv.to(device), beh.to(device), stale.to(device), rows if rows is not None else list(range(n)),
+                      list(prompts[0]) if share_prompt else None, [list(c) for c in completions], pad_id)
+
+
+class _TokenLogProb(torch.autograd.Function):
+    """``log softmax(logits / T)[target]`` with a hand-written backward that keeps only the logits
+    (in their own dtype, bf16 under autocast) and the fp32 log-normaliser: autograd's own graph would
+    keep an fp32 copy of every ``[T, V]`` row, ~4x the logits in memory."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+        lse = torch.empty(targets.shape, dtype=torch.float32, device=logits.device)  # [n, T]
+        picked = torch.empty_like(lse)  # [n, T]
+        for i in range(logits.shape[0]):  # one fp32 row [T, V] alive at a time
+            x = logits[i].to(torch.float32, copy=True).div_(temperature)
+            lse[i] = torch.logsumexp(x, dim=-1)
+            picked[i] = x.gather(-1, targets[i][:, None]).squeeze(-1)
+        ctx.save_for_backward(logits, targets, lse)
+        ctx.temperature = temperature
+        return picked - lse
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        logits, targets, lse = ctx.saved_tensors
+        out = torch.empty_like(logits)  # [n, T, V]
+        for i in range(logits.shape[0]):
+            x = logits[i].to(torch.float32, copy=True).div_(ctx.temperature)  # [T, V]
+            g = x.sub_(lse[i][:, None]).exp_().mul_(-grad[i][:, None])  # -softmax * grad
+            g.scatter_add_(-1, targets[i][:, None], grad[i][:, None])  # + onehot * grad
+            out[i] = g.div_(ctx.temperature)
+        return out, None, None
+
+
+def selective_log_probs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``log softmax(logits / T)[target]`` [n, T] from logits [n, T, V], one row at a time in fp32,
+    never a full-vocabulary fp32 log-softmax over the batch (see :class:`_TokenLogProb`)."""
+    if logits.requires_grad:
+        return _TokenLogProb.apply(logits, targets, temperature)
+    out = []
+    for row_logits, row_targets in zip(logits, targets):  # [T, V], [T]
+        x = row_logits.float() / temperature  # [T, V]
+        out.append(x.gather(-1, row_targets[:, None]).squeeze(-1) - torch.logsumexp(x, dim=-1))  # [T]
+    return torch.stack(out)  # [n, T]
+
+
+def completion_log_probs(model: Any, mb: MicroBatch, temperature: float = 1.0) -> torch.Tensor:
+    """Per-token log-probs [n, T] of the micro-batch's completion tokens under ``model``."""
+    if mb.shared_prompt is not None:
+        return shared_prompt_log_probs(model, mb.shared_prompt, mb.completions, mb.pad_id, temperature)[0]
+    t_len = mb.targets.shape[1]
+    out = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, position_ids=mb.position_ids,
+                use_cache=False, logits_to_keep=t_len + 1)
+    logits = out.logits[:, :-1, :]  # [n, T, V]: position j predicts completion token j
+    return selective_log_probs(logits, mb.targets, temperature)
+
+
+def is_checkpointing(model: Any) -> bool:
+    hf = hf_model(model)
+    if hasattr(type(hf), "is_activation_checkpointing"):  # transformers >= 5 (the older name warns)
+        return bool(hf.is_activation_checkpointing)
+    return bool(getattr(hf, "is_gradient_checkpointing", False))
+
+
+def shared_prompt_log_probs(model: Any, prompt_ids: list[int], completions: Sequence[list[int]], pad_id: int,
+                            temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs [n, T] (and mask [n, T]) of ``n`` completions of one prompt, the prompt run once.
+
+    The prompt's KV cache keeps its gradient, so LoRA still learns through the prompt positions:
+    the result (and its gradient) is that of ``n`` separate ``prompt + completion`` forwards.
+    """
+    from transformers import DynamicCache
+
+    hf = hf_model(model)
+    dev = next(hf.parameters()).device
+    n, p_len = len(completions), len(prompt_ids)
+    t_len = max(max(len(c) for c in completions), 1)
+    cache = DynamicCache(config=hf.config)
+    ck = cache_kwarg(hf)
+    out = hf(input_ids=torch.tensor([prompt_ids], device=dev), use_cache=True, logits_to_keep=1, **{ck: cache})
+    first = out.logits[:, -1:, :]  # [1, 1, V] predicts completion token 0
+    if n > 1:
+        cache.batch_repeat_interleave(n)
+    ids = torch.full((n, t_len), pad_id, dtype=torch.long, device=dev)  # [n, T]
+    mask = torch.zeros((n, t_len), device=dev)  # [n, T]
+    for i, c in enumerate(completions):
+        ids[i, :len(c)] = torch.tensor(c, device=dev)
+        mask[i, :len(c)] = 1.0
+    attn = torch.cat([torch.ones((n, p_len), dtype=torch.long, device=dev), mask.long()], dim=1)  # [n, P+T]
+    pos = (p_len + torch.arange(t_len, device=dev)).expand(n, t_len)  # [n, T]
+    first_lp = selective_log_probs(first.expand(n, 1, first.shape[-1]), ids[:, :1], temperature)  # [n, 1]
+    if t_len == 1:
+        return first_lp, mask
+    out = hf(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=True, **{ck: cache})
+    rest = selective_log_probs(out.logits, ids[:, 1:], temperature)  # [n, T-1]
+    return torch.cat([first_lp, rest], dim=1), mask
+
+
+__all__ = ["MicroBatch", "collate", "completion_log_probs", "is_checkpointing", "selective_log_probs",
+           "shared_prompt_log_probs"]

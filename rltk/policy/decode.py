@@ -1,0 +1,113 @@
+"""THE decode loop of rltk (rollouts and evals both run it): one prefill of the left-padded prompts, the KV
+cache repeated for the samples of each prompt, finished rows dropped from the batch and the cache as they stop.
+
+Why not ``model.generate``: a batch there keeps computing every row until the longest one stops. Here a row
+that emits EOS leaves the batch, so a batch costs what its rows need, not ``batch x longest``. What the next
+token is, the caller decides: its :data:`Picker` turns a step's logits into tokens and, optionally, one value
+per token to record (the rollouts' log-probs of the distribution sampled).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from rltk.core.errors import UserError
+from rltk.policy.hf import cache_kwarg, hf_model
+
+# (logits [b, V] of the live rows in the model's dtype, their original row numbers [b])
+#   -> (next token per live row [b], a value per token to record [b] or None)
+Picker = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+@dataclass
+class Decoded:
+    ids: list[int]  # generated tokens, EOS included when generated
+    values: list[float]  # what the picker recorded for each token (empty when it records nothing)
+    truncated: bool  # stopped by max_new_tokens, no EOS
+
+
+def eos_token_ids(policy: Any, stopping: str = "sampling") -> list[int]:
+    """The token ids that end a completion (the generation config's and the tokenizer's EOS); a UserError saying
+    ``stopping`` would never stop when there is none."""
+    tok, model = policy.tokenizer, hf_model(policy.model)
+    ids: set[int] = set()
+    for src in (getattr(model.generation_config, "eos_token_id", None), tok.eos_token_id):
+        if src is not None:
+            ids.update([src] if isinstance(src, int) else list(src))
+    if not ids:
+        raise UserError(f"model {policy.spec!r} has no EOS token; {stopping} would never stop")
+    return sorted(ids)
+
+
+def _prefill(model: Any, prompt_ids: Sequence[list[int]], pad: int, samples: int, dev: torch.device) -> tuple:
+    """Run the prompts once; returns (cache, last logits, attention mask, next positions), repeated per sample."""
+    from transformers import DynamicCache
+
+    width = max(len(p) for p in prompt_ids)
+    input_ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompt_ids], device=dev)  # [B, P]
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=dev)  # [B, P]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, P] left padding: real tokens count from 0
+    cache = DynamicCache(config=model.config)
+    params = inspect.signature(model.forward).parameters
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}  # no full-vocab logits for every prompt token
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **last_only,
+                **{cache_kwarg(model): cache})
+    logits = out.logits[:, -1, :]  # [B, V]
+    if samples > 1:  # the samples of a prompt share its prefill
+        cache.batch_repeat_interleave(samples)
+        logits = logits.repeat_interleave(samples, dim=0)  # [B*G, V]
+        mask = mask.repeat_interleave(samples, dim=0)  # [B*G, P]
+    return cache, logits, mask, mask.sum(-1)  # next_pos [B*G]: position of the next token
+
+
+@torch.inference_mode()
+def decode(policy: Any, prompt_ids: Sequence[list[int]], samples: int, max_new_tokens: int, eos_ids: Sequence[int],
+           pick: Picker, on_step: Callable[[int], None] | None = None) -> list[list[Decoded]]:
+    """``samples`` continuations of each prompt, in one batch; per prompt, per sample. ``on_step(k)`` is called
+    after each step with the number of tokens it generated."""
+    model = hf_model(policy.model)
+    dev = policy.device
+    pad = policy.tokenizer.pad_token_id if policy.tokenizer.pad_token_id is not None else eos_ids[0]
+    cache, logits, mask, next_pos = _prefill(model, prompt_ids, pad, samples, dev)
+    ck = cache_kwarg(model)
+    eos = torch.tensor(list(eos_ids), device=dev)
+    rows = len(prompt_ids) * samples
+    alive = torch.arange(rows, device=dev)  # [b] original row of each live row
+    ids: list[list[int]] = [[] for _ in range(rows)]
+    values: list[list[float]] = [[] for _ in range(rows)]
+    stopped = [False] * rows
+    for step in range(max_new_tokens):
+        nxt, recorded = pick(logits, alive)  # [b], [b] or None
+        stop = torch.isin(nxt, eos)  # [b]
+        nxt_list = nxt.tolist()
+        for r, t, s in zip(alive.tolist(), nxt_list, stop.tolist()):
+            ids[r].append(t)
+            stopped[r] = s
+        if recorded is not None:
+            for r, v in zip(alive.tolist(), recorded.tolist()):
+                values[r].append(v)
+        if on_step is not None:
+            on_step(len(nxt_list))
+        if step == max_new_tokens - 1:
+            break
+        keep = ~stop  # [b]
+        if not bool(keep.any()):
+            break
+        if not bool(keep.all()):  # finished rows leave the batch and the cache
+            idx = keep.nonzero().squeeze(-1)
+            cache.batch_select_indices(idx)
+            alive, nxt, mask, next_pos = alive[idx], nxt[idx], mask[idx], next_pos[idx]
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)  # [b, P+t+1]
+        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None], use_cache=True,
+                    **{ck: cache})
+        logits = out.logits[:, -1, :]  # [b, V]
+        next_pos = next_pos + 1
+    return [[Decoded(ids[p * samples + j], values[p * samples + j], not stopped[p * samples + j]) for j in range(samples)]
+            for p in range(len(prompt_ids))]
+
+
+__all__ = ["Decoded", "Picker", "decode", "eos_token_ids"]
