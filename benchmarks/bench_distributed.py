@@ -25,19 +25,38 @@ workers: on a 2-core machine more workers cannot be faster; the table says what 
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import os
-import statistics
-import tempfile
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import torch
+# set before anything reads it (huggingface_hub reads it when imported): the embedded model is local
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rltk.models import LoraSettings, ModelConfig
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from rltk.cli import quiet_libraries  # noqa: E402
+
+# silence the libraries' load-time chatter before rltk.models loads them (bitsandbytes' kernel notice, ...)
+quiet_libraries()
+
+from rewards import RewardSpec  # noqa: E402
+from rltk.data import DataConfig  # noqa: E402
+from rltk.grpo import CheckpointConfig, GRPOConfig, GRPOJobConfig, LogConfig, train  # noqa: E402
+from rltk.models import (LoraSettings, ModelConfig, footprint_bytes, load_policy, policy_from_config,  # noqa: E402
+                         trainable_state)
+from rltk.rollouts import (DistributedConfig, LocalRollouts, RolloutWorker, SamplingConfig,  # noqa: E402
+                           make_backend)
+from rltk.rollouts.ray_session import connect  # noqa: E402
+from rltk.rollouts.ray_shares import state_nbytes  # noqa: E402
 
 MODEL = ModelConfig(spec="smollm2-135m", quant="nf4", lora=LoraSettings(r=16, alpha=32))
 MODES = [  # (label, workers, pipeline)
@@ -48,6 +67,7 @@ MODES = [  # (label, workers, pipeline)
     ("Ray, 2 workers", 2, False),
     ("Ray, 2 workers, pipelined", 2, True),
 ]
+Mode = tuple[str, int, bool]
 
 
 class StepClock:
@@ -113,13 +133,6 @@ class ModeSamples:
 
 
 def job(args: argparse.Namespace, workers: int, pipeline: bool, run_dir: Path) -> Any:
-    from rewards import RewardSpec
-
-    from rltk.data import DataConfig
-    from rltk.grpo import CheckpointConfig, GRPOConfig, GRPOJobConfig, LogConfig
-    from rltk.rollouts import DistributedConfig
-    from rltk.rollouts import SamplingConfig
-
     cores = os.cpu_count() or 1
     return GRPOJobConfig(
         model=MODEL,
@@ -142,8 +155,6 @@ def run_round(args: argparse.Namespace, mode: ModeSamples, workers: int, pipelin
               run_dir: Path, round_: int) -> None:
     """One GRPO run of ``args.steps_per_run`` steps; records steps 2 .. n-1 (the first has nothing in flight
     before it, and the last one's period would include the end of the run)."""
-    from rltk.grpo import train
-
     cfg = job(args, workers, pipeline, run_dir)
     clock = StepClock(backend)
     result = train(dataclasses.replace(cfg, seed=args.seed + round_), policy=policy, backend=clock, live=False)
@@ -164,9 +175,6 @@ def full_model_transfer(workers: int, repeats: int) -> tuple[int, float]:
     """Bytes of the full fp32 state dict and the median time to put it once and have ``workers`` processes fetch it."""
     import ray
 
-    from rltk.rollouts.ray_shares import state_nbytes
-    from rltk.models import load_policy
-
     full = load_policy("smollm2-135m", quant="none", lora=None, trainable=False)
     state = {k: v.detach().contiguous() for k, v in full.model.state_dict().items()}
     del full
@@ -185,7 +193,8 @@ def full_model_transfer(workers: int, repeats: int) -> tuple[int, float]:
     return state_nbytes(state), statistics.median(times)
 
 
-def main() -> None:
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3, help="rounds; each runs every mode once, in turn")
     ap.add_argument("--steps-per-run", type=int, default=4,
@@ -195,71 +204,64 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--modes", default="all", help="comma-separated mode numbers 1-6 (see MODES), or all")
-    args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from rltk.cli import quiet_libraries
+    return ap.parse_args()
 
-    quiet_libraries()
-    from rich.console import Console
-    from rich.table import Table
 
-    from rltk.rollouts.ray_shares import state_nbytes
-    from rltk.models import LoraSettings, footprint_bytes, load_policy, trainable_state
-    from rltk.rollouts.ray_session import connect
-
-    console = Console(width=150)
-    cores = os.cpu_count() or 1
+def print_setup(console: Console, args: argparse.Namespace, cores: int) -> None:
+    """The machine and the job, before anything is measured."""
     console.print(f"[bold]machine[/bold]: {cores} CPU cores (os.cpu_count), {len(os.sched_getaffinity(0))} usable; "
                   f"load average {os.getloadavg()[0]:.2f} at start; torch {torch.__version__}, {torch.get_num_threads()} threads")
     console.print(f"job: {args.prompts} prompts x {args.group} completions, <= {args.max_new_tokens} new tokens, T = 1.0, "
                   f"beta 0.04; {args.rounds} rounds x {args.steps_per_run} steps per mode "
                   f"({max(args.steps_per_run - 2, 0)} measured per run)")
 
-    # --- what one sync moves
+
+def sync_sizes() -> tuple[int, int]:
+    """What one sync moves: bytes of the LoRA tensors, and the 4-bit base's footprint as loaded."""
     pol = load_policy("smollm2-135m", quant="nf4", lora=LoraSettings(r=16, alpha=32))
     lora_bytes = state_nbytes(trainable_state(pol.model))
     nf4_bytes = footprint_bytes(pol.model)
     del pol
+    return lora_bytes, nf4_bytes
 
-    # one private loopback Ray, one learner policy, and the workers of every mode, alive for the whole benchmark:
-    # the modes take turns step-run by step-run, so a change in the machine's load falls on all of them alike
-    session = connect(None, num_cpus=2 * cores + 1)
-    try:
-        from rltk.rollouts import make_backend
-        from rltk.rollouts import DistributedConfig, LocalRollouts
-        from rltk.models import policy_from_config
-        from rltk.rollouts import RolloutWorker
 
-        picked = MODES if args.modes == "all" else [MODES[int(i) - 1] for i in args.modes.split(",")]
-        torch.manual_seed(args.seed)
-        policy = policy_from_config(MODEL, trainable=True)
-        sampling = job(args, 0, False, Path(".")).sampling
-        backends: dict[int, Any] = {}
-        for _, workers, _ in picked:
-            if workers not in backends:
-                backends[workers] = (
-                    LocalRollouts(RolloutWorker(MODEL, sampling, seed=args.seed, policy=policy)) if workers == 0 else
-                    make_backend(DistributedConfig(workers=workers, num_cpus_per_worker=max(1.0, cores / workers),
-                                                   max_restarts=0), MODEL, sampling, args.seed, None))
-        modes = {label: ModeSamples(label) for label, _, _ in picked}
-        for label, workers, _ in picked:
-            b = backends[workers]
-            modes[label].threads = (f"driver {torch.get_num_threads()}" if workers == 0 else
-                                    f"driver {torch.get_num_threads()}, workers "
-                                    + "/".join(str(w["threads"]) for w in b.worker_info()))
-        with tempfile.TemporaryDirectory(prefix="rltk-bench-dist-") as tmp:
-            for round_ in range(args.rounds):
-                for label, workers, pipeline in picked:
-                    console.print(f"round {round_ + 1}/{args.rounds}: {label} ...")
-                    run_round(args, modes[label], workers, pipeline, policy, backends[workers],
-                              Path(tmp) / f"r{round_}-{workers}-{int(pipeline)}", round_)
-        results = [modes[label] for label, _, _ in picked]
-        for b in backends.values():
-            b.close()
-        full_bytes, full_s = full_model_transfer(2, repeats=3)
-    finally:
-        session.close()
+def make_backends(args: argparse.Namespace, picked: list[Mode], policy: Any, cores: int) -> dict[int, Any]:
+    """One rollout backend per worker count of the picked modes: in-process on the learner's policy for 0."""
+    sampling = job(args, 0, False, Path(".")).sampling
+    backends: dict[int, Any] = {}
+    for _, workers, _ in picked:
+        if workers not in backends:
+            backends[workers] = (
+                LocalRollouts(RolloutWorker(MODEL, sampling, seed=args.seed, policy=policy)) if workers == 0 else
+                make_backend(DistributedConfig(workers=workers, num_cpus_per_worker=max(1.0, cores / workers),
+                                               max_restarts=0), MODEL, sampling, args.seed, None))
+    return backends
 
+
+def measure_modes(console: Console, args: argparse.Namespace, picked: list[Mode], cores: int) -> list[ModeSamples]:
+    """Every picked mode, ``args.rounds`` times, taking turns run by run (on Ray already connected)."""
+    torch.manual_seed(args.seed)
+    policy = policy_from_config(MODEL, trainable=True)
+    backends = make_backends(args, picked, policy, cores)
+    modes = {label: ModeSamples(label) for label, _, _ in picked}
+    for label, workers, _ in picked:
+        b = backends[workers]
+        modes[label].threads = (f"driver {torch.get_num_threads()}" if workers == 0 else
+                                f"driver {torch.get_num_threads()}, workers "
+                                + "/".join(str(w["threads"]) for w in b.worker_info()))
+    with tempfile.TemporaryDirectory(prefix="rltk-bench-dist-") as tmp:
+        for round_ in range(args.rounds):
+            for label, workers, pipeline in picked:
+                console.print(f"round {round_ + 1}/{args.rounds}: {label} ...")
+                run_round(args, modes[label], workers, pipeline, policy, backends[workers],
+                          Path(tmp) / f"r{round_}-{workers}-{int(pipeline)}", round_)
+    results = [modes[label] for label, _, _ in picked]
+    for b in backends.values():
+        b.close()
+    return results
+
+
+def sync_table(results: list[ModeSamples], lora_bytes: int, nf4_bytes: int, full_bytes: int, full_s: float) -> Table:
     t = Table(title="Weight sync: SmolLM2-135M, NF4 base + LoRA r=16 (all linear layers)")
     t.add_column("what crosses to the workers")
     t.add_column("bytes", justify="right")
@@ -274,12 +276,14 @@ def main() -> None:
             size = statistics.median(r.sync_bytes)
             t.add_row(f"  LoRA sync in the loop: {r.label}", f"{size / 1e6:.2f} MB", f"{size / full_bytes:.2%}",
                       f"{statistics.median(r.syncs) * 1e3:.1f} ms")
-    console.print(t)
+    return t
 
+
+def throughput_table(results: list[ModeSamples], cores: int, rounds: int) -> Table:
     base = next((r for r in results if r.label.startswith("in-process (baseline)")), None)
     n = len(results[0].periods) if results else 0
     t = Table(title=f"GRPO step throughput on {cores} CPU cores (medians over {n} steps per mode, "
-                    f"{args.rounds} interleaved rounds)")
+                    f"{rounds} interleaved rounds)")
     for col in ("mode", "threads", "s / step", "rollout tokens / s", "vs in-process", "wait for rollouts s",
                 "learn + sync s", "load avg (1 min)"):
         t.add_column(col, justify="left" if col in ("mode", "threads") else "right")
@@ -288,7 +292,28 @@ def main() -> None:
         t.add_row(r.label, r.threads, f"{r.step_s:.2f}", f"{r.tokens_per_s:.1f}", ratio,
                   f"{statistics.median(r.waits):.2f}", f"{statistics.median(r.learns):.2f}",
                   f"{min(r.loads):.1f}-{max(r.loads):.1f}")
-    console.print(t)
+    return t
+
+
+def main() -> None:
+    args = parse_args()
+    console = Console(width=150)
+    cores = os.cpu_count() or 1
+    print_setup(console, args, cores)
+    lora_bytes, nf4_bytes = sync_sizes()
+
+    # one private loopback Ray, one learner policy, and the workers of every mode, alive for the whole benchmark:
+    # the modes take turns step-run by step-run, so a change in the machine's load falls on all of them alike
+    session = connect(None, num_cpus=2 * cores + 1)
+    try:
+        picked = MODES if args.modes == "all" else [MODES[int(i) - 1] for i in args.modes.split(",")]
+        results = measure_modes(console, args, picked, cores)
+        full_bytes, full_s = full_model_transfer(2, repeats=3)
+    finally:
+        session.close()
+
+    console.print(sync_table(results, lora_bytes, nf4_bytes, full_bytes, full_s))
+    console.print(throughput_table(results, cores, args.rounds))
     console.print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes share these cores)")
 
 
