@@ -30,9 +30,15 @@ AdvantageFn = Callable[[torch.Tensor], torch.Tensor]  # rewards [B, G] -> advant
 ADVANTAGES: Registry[AdvantageFn] = Registry("advantage estimator")
 
 
-def zero_variance_groups(rewards: torch.Tensor) -> torch.Tensor:
-    """``[B]`` bool: groups whose ``G`` rewards are all equal (exactly, not up to rounding)."""
-    return rewards.amax(dim=1) == rewards.amin(dim=1)  # [B]
+def zero_variance_groups(rewards: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``[B]`` bool: groups whose ``G`` rewards are all equal (exactly, not up to rounding). With ``valid``
+    (``[B, G]`` bool: the samples whose rewards were scored) only those count; a group with fewer than two
+    is flat too (nothing to compare)."""
+    if valid is None:
+        return rewards.amax(dim=1) == rewards.amin(dim=1)  # [B]
+    hi = rewards.masked_fill(~valid, float("-inf")).amax(dim=1)  # [B]
+    lo = rewards.masked_fill(~valid, float("inf")).amin(dim=1)  # [B]
+    return hi <= lo
 
 
 def _zero_constant_groups(adv: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
@@ -80,15 +86,51 @@ def batch_std_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tens
     return _zero_constant_groups(centered / (scale + eps), rewards)
 
 
+def _batch_std_masked(rewards: torch.Tensor, valid: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """:func:`batch_std_advantages` over the valid samples only (group means and the batch std of those)."""
+    vals = rewards[valid]
+    scale = vals.std() if vals.numel() > 1 else rewards.new_tensor(0.0)
+    out = torch.zeros_like(rewards)
+    for b in range(rewards.shape[0]):
+        idx = valid[b].nonzero().flatten()
+        r = rewards[b, idx]
+        if idx.numel() >= 2 and bool(r.amax() > r.amin()):
+            out[b, idx] = (r - r.mean()) / (scale + eps)
+    return out
+
+
+batch_std_advantages.masked = _batch_std_masked  # type: ignore[attr-defined]
+
 ADVANTAGES.register("grpo", group_relative_advantages)
 ADVANTAGES.register("dr_grpo", functools.partial(group_relative_advantages, scale_by_std=False))
 ADVANTAGES.register("rloo", rloo_advantages)
 ADVANTAGES.register("batch_std", batch_std_advantages)
 
 
-def compute_advantages(name: str, rewards: torch.Tensor) -> torch.Tensor:
-    """Advantages ``[B, G]`` by estimator name (``grpo``, ``dr_grpo``, ``rloo``, ``batch_std``) or ``module:fn``."""
-    return ADVANTAGES.get(name)(rewards)
+def compute_advantages(name: str, rewards: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Advantages ``[B, G]`` by estimator name (``grpo``, ``dr_grpo``, ``rloo``, ``batch_std``) or ``module:fn``.
+
+    ``valid`` (``[B, G]`` bool) marks the samples whose rewards were scored; the others (a reward failed on
+    them) get advantage 0 and take no part in their group's statistics: each group's advantages are those of
+    its valid samples alone (a group with fewer than two valid samples gets none). A batch-level estimator
+    masks itself (its ``masked`` attribute).
+
+    >>> r = torch.tensor([[1.0, 0.0, 5.0, 1.0]]); ok = torch.tensor([[True, True, False, True]])
+    >>> compute_advantages("dr_grpo", r, ok)   # the failed sample's 5.0 is not part of the mean
+    tensor([[ 0.3333, -0.6667,  0.0000,  0.3333]])
+    """
+    fn = ADVANTAGES.get(name)
+    if valid is None or bool(valid.all()):
+        return fn(rewards)
+    masked = getattr(fn, "masked", None)
+    if masked is not None:
+        return masked(rewards, valid)
+    out = torch.zeros_like(rewards)
+    for b in range(rewards.shape[0]):
+        idx = valid[b].nonzero().flatten()
+        if idx.numel() >= 2:
+            out[b, idx] = fn(rewards[b, idx].unsqueeze(0))[0]
+    return out
 
 
 __all__ = [

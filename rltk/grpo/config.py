@@ -103,6 +103,7 @@ class GRPOJobConfig:
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     rewards: list[RewardSpec] = field(default_factory=list)
     reward_timeout_s: float = 5.0
+    reward_fail_steps: int = 1  # a reward failing on every sample of this many consecutive steps stops the run
     init_adapter: str | None = None  # a peft adapter folder to start from (e.g. an SFT run's adapter)
     warm_start: str | None = None  # an SFT config (YAML, relative to this file) run first; its adapter is the start
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -118,6 +119,7 @@ class GRPOJobConfig:
         if self.init_adapter is not None and self.warm_start is not None:
             raise ValueError("init_adapter and warm_start both name the starting adapter; keep one")
         check_range("reward_timeout_s", self.reward_timeout_s, low=0, low_open=True)
+        check_range("reward_fail_steps", self.reward_fail_steps, low=1)
         if self.sampling.group_size < 2:  # every estimator compares a completion with its group
             raise ValueError(f"sampling.group_size is {self.sampling.group_size}: group-relative advantages "
                              f"({self.grpo.advantage}) need at least 2 completions per prompt")

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from rewards import RewardSet
+from rewards import RewardScores, RewardSet
 from rltk.advantages import compute_advantages, zero_variance_groups
 from rltk.checkpoint import Checkpoint, latest_checkpoint, load_adapter_into, restore_logs, save_checkpoint
 from rltk.core.config import to_dict
@@ -41,7 +41,8 @@ from rltk.core.seeds import restore_rng, step_seed
 from rltk.data import Dataset, PromptStream, load_dataset
 from rltk.grpo.config import GRPOJobConfig
 from rltk.grpo.record import PhaseTimer, StepOutcome, reward_key, sample_records, step_record
-from rltk.grpo.scoring import ScoredGroup, accuracy_label, build_train_batch, format_label, score_groups
+from rltk.grpo.scoring import (ScoredGroup, StepRollouts, accuracy_label, build_train_batch, format_label, score_groups,
+                               valid_mask)
 from rltk.learner import Learner, LossConfig, UpdateStats
 from rltk.metrics import LiveView, MetricsLog, grpo_columns
 from rltk.policy import Policy, policy_from_config, trainable_state
@@ -77,6 +78,7 @@ class _Run:
     start_step: int
     pending: tuple[list[PromptRequest], Any] | None = None  # pipeline: step t+1's rollouts, submitted during step t
     failures: dict[str, int] = field(default_factory=dict)  # reward failures by label, whole run
+    all_failed_steps: dict[str, int] = field(default_factory=dict)  # label -> consecutive steps it failed on every sample
 
 
 def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Policy | None = None,
@@ -93,11 +95,10 @@ def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Po
         for step in range(run.start_step, g.steps):
             timer = PhaseTimer()
             # 1-2. rollout + reward: G completions per prompt, scored (dynamic sampling refills the batch)
-            scored, drawn, flat = _rollout_and_score(run, step, timer)
-            # 3. advantage: one per completion, relative to its group
-            rewards = torch.tensor([s.rewards for s in scored], dtype=torch.float32)  # [B, G]
-            finite = bool(torch.isfinite(rewards).all()) if scored else True
-            advantages = compute_advantages(g.advantage, rewards) if scored and finite else torch.zeros_like(rewards)  # [B, G]
+            drawn = _rollout_and_score(run, step, timer)
+            scored = drawn.scored
+            # 3. advantage: one per completion, relative to its group (samples a reward failed on: none)
+            rewards, valid, advantages, finite = _advantages(run, scored)
             if cfg.distributed.pipeline and step + 1 < g.steps:  # step t+1 samples with this step's adapter while the learner works
                 with timer("generate"):  # returns at once with Ray; in-process it generates here
                     run.pending = _submit(run, step + 1, 0, g.prompts_per_step)
@@ -108,11 +109,12 @@ def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Po
                     stats = UpdateStats(skipped="non-finite reward")
                 else:
                     batch = build_train_batch(scored, advantages, run.learner.version, g.mask_truncated,
-                                              cfg.sampling.max_new_tokens)
+                                              cfg.sampling.max_new_tokens)  # failed samples left out
                     stats = run.learner.grpo_update(batch, LossConfig.of(g, cfg.sampling.temperature), step)
                 sync = _sync(run) if stats.applied else {}
             # 5. log, checkpoint
-            record = _record(run, StepOutcome(step, scored, rewards, stats, timer, drawn, flat, stale, sync))
+            record = _record(run, StepOutcome(step, scored, rewards[valid], stats, timer, drawn.drawn, drawn.flat,
+                                              stale, sync, failed=int((~valid).sum())))
             run.view.update(record, run.log.log(record))
             if cfg.log.samples_every and (step + 1) % cfg.log.samples_every == 0:
                 run.log.log_samples(sample_records(step + 1, scored, advantages, cfg.log.samples_groups))
@@ -133,41 +135,79 @@ def _submit(run: _Run, step: int, draw: int, k: int) -> tuple[list[PromptRequest
     return requests, run.backend.submit(requests, step_seed(run.cfg.seed, step, draw))
 
 
-def _rollout_and_score(run: _Run, step: int, timer: PhaseTimer) -> tuple[list[ScoredGroup], int, int]:
+def _advantages(run: _Run, scored: list[ScoredGroup]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """Rewards ``[B, G]``, the mask of samples that were scored, their advantages, and whether every scored
+    reward is finite (if not, the step is skipped)."""
+    rewards = torch.tensor([s.rewards for s in scored], dtype=torch.float32)  # [B, G]
+    valid = valid_mask(scored) if scored else torch.ones_like(rewards, dtype=torch.bool)  # [B, G]
+    finite = bool(torch.isfinite(rewards[valid]).all()) if scored else True
+    if not scored or not finite:
+        return rewards, valid, torch.zeros_like(rewards), finite
+    return rewards, valid, compute_advantages(run.cfg.grpo.advantage, rewards, valid), finite
+
+
+def _rollout_and_score(run: _Run, step: int, timer: PhaseTimer) -> StepRollouts:
     """Groups for this step, the number of prompts drawn and how many of them had equal rewards.
 
     Without dynamic sampling every group is kept. With it, groups whose G rewards are all equal are
     dropped and more prompts are drawn (at most ``max_draw_factor x prompts_per_step``), each later
-    draw sized by the share kept so far; groups beyond ``prompts_per_step`` are not trained on."""
+    draw sized by the share kept so far; groups beyond ``prompts_per_step`` are not trained on.
+    A reward that failed on every sample of the step (``reward_fail_steps`` steps in a row) stops the run."""
     g = run.cfg.grpo
     want, budget = g.prompts_per_step, int(g.max_draw_factor * g.prompts_per_step)
+    out = StepRollouts([])
     kept: list[ScoredGroup] = []
-    drawn, draw, flat_groups = 0, 0, 0
-    while len(kept) < want and drawn < budget:
+    draw = 0
+    while len(kept) < want and out.drawn < budget:
         if draw == 0 and run.pending is not None:
             requests, handle = run.pending
             run.pending = None
         else:
             need = want - len(kept)
             if draw > 0:  # size the refill by the share of groups that had signal so far
-                need = int(need / max(len(kept) / drawn, 0.25) + 0.999)
+                need = int(need / max(len(kept) / out.drawn, 0.25) + 0.999)
             with timer("generate"):  # in-process backends generate in submit, Ray ones in collect
-                requests, handle = _submit(run, step, draw, min(need, budget - drawn))
+                requests, handle = _submit(run, step, draw, min(need, budget - out.drawn))
         with timer("generate"):
             groups = run.backend.collect(handle)
         with timer("reward"):
             scored, scores = score_groups(run.reward_set, groups, [r.messages for r in requests])
-        for label, n in scores.failures.items():
-            run.failures[label] = run.failures.get(label, 0) + n
-        drawn += len(requests)
+        _count_failures(run, out, scores)
+        out.drawn += len(requests)
         draw += 1
-        flat = zero_variance_groups(torch.tensor([s.rewards for s in scored])).tolist() if scored else []  # [b]
-        flat_groups += sum(flat)
+        flat = (zero_variance_groups(torch.tensor([s.rewards for s in scored]), valid_mask(scored)).tolist()
+                if scored else [])  # [b]
+        out.flat += sum(flat)
         if not g.dynamic_sampling:
-            return scored, drawn, flat_groups
+            kept = scored
+            break
         kept += [s for s, f in zip(scored, flat) if not f]
+    _stop_on_failing_rewards(run, step, out)
     # a refill can overshoot: the batch stays at prompts_per_step groups (the learner's time is bounded)
-    return kept[:want], drawn, flat_groups
+    out.scored = kept if not g.dynamic_sampling else kept[:want]
+    return out
+
+
+def _count_failures(run: _Run, out: StepRollouts, scores: RewardScores) -> None:
+    out.samples += len(scores.total)
+    for label, n in scores.failures.items():
+        run.failures[label] = run.failures.get(label, 0) + n
+        out.failed[label] = out.failed.get(label, 0) + n
+        if n and label not in out.errors and scores.errors.get(label):
+            out.errors[label] = scores.errors[label][0]
+
+
+def _stop_on_failing_rewards(run: _Run, step: int, out: StepRollouts) -> None:
+    """A reward that failed on every sample of ``reward_fail_steps`` consecutive steps stops the run (exit 2):
+    a reward that never scores must never train silently. The last checkpoint is untouched."""
+    limit = run.cfg.reward_fail_steps
+    for label in run.reward_set.labels:
+        all_failed = out.samples > 0 and out.failed.get(label, 0) >= out.samples
+        run.all_failed_steps[label] = run.all_failed_steps.get(label, 0) + 1 if all_failed else 0
+        if run.all_failed_steps[label] >= limit:
+            steps = f"{limit} steps in a row up to step {step + 1}" if limit > 1 else f"step {step + 1}"
+            raise UserError(f"reward '{label}' failed on every sample of {steps} ({out.failed[label]} of {out.samples}; "
+                            f"first: {out.errors.get(label, 'no message')}); stopping — the last checkpoint is intact")
 
 
 def _sync(run: _Run) -> dict[str, float]:

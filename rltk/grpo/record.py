@@ -40,13 +40,14 @@ class StepOutcome:
 
     step: int  # 0-based
     scored: Sequence[ScoredGroup]
-    rewards: torch.Tensor  # [B, G] totals
+    rewards: torch.Tensor  # totals of the samples that were scored (failed ones left out)
     stats: UpdateStats
     timer: PhaseTimer
     drawn: int  # prompts drawn (dynamic sampling draws more than it keeps)
     flat: int  # of those, groups whose rewards were all equal
     stale: int  # groups sampled by an older adapter (pipelined)
     sync: dict[str, float]
+    failed: int = 0  # samples a reward failed on: masked out of the advantages and the loss
 
 
 def step_record(o: StepOutcome, labels: Sequence[str], accuracy: str | None, kl_measured: bool, version: int,
@@ -67,7 +68,7 @@ def step_record(o: StepOutcome, labels: Sequence[str], accuracy: str | None, kl_
         "lr": st.lr, "skipped": st.skipped, "optimizer_steps": st.applied,
     })
     r.update(_rollout_fields(o))
-    r.update({"policy_version": version, "stale_groups": o.stale, "cursor": cursor})
+    r.update({"policy_version": version, "stale_groups": o.stale, "cursor": cursor, "failed_samples": o.failed})
     for label in labels:
         r[f"reward_failures/{label}"] = failures.get(label, 0)
     r.update(o.sync)
@@ -99,7 +100,8 @@ def sample_records(step: int, scored: Sequence[ScoredGroup], advantages: torch.T
         for j, text in enumerate(s.group.texts):
             out.append({"step": step, "index": s.group.index, "sample": j, "completion": text,
                         "reward": s.rewards[j], "components": {k: v[j] for k, v in s.components.items()},
-                        "advantage": float(advantages[b, j]), "tokens": len(s.group.completion_ids[j]),
+                        "advantage": float(advantages[b, j]), "failed": s.failed_at(j),
+                        "tokens": len(s.group.completion_ids[j]),
                         "truncated": s.group.truncated[j], "row": {k: v for k, v in s.group.row.items() if k != "solution"}})
     return out
 

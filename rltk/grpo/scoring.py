@@ -3,7 +3,7 @@ the components that mean "correct" and "format", flatten groups and advantages i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -19,6 +19,27 @@ class ScoredGroup:
     group: RolloutGroup
     rewards: list[float]  # [G] total reward
     components: dict[str, list[float | None]]  # label -> [G]
+    failed: list[bool] | None = None  # [G] a reward failed on this sample: no advantage, no loss (None: none failed)
+
+    def failed_at(self, j: int) -> bool:
+        return bool(self.failed and self.failed[j])
+
+
+@dataclass
+class StepRollouts:
+    """The groups a step trains on, and what drawing and scoring them took."""
+
+    scored: list[ScoredGroup]
+    drawn: int = 0  # prompts drawn (dynamic sampling draws more than it keeps)
+    flat: int = 0  # of those, groups whose scored rewards were all equal
+    samples: int = 0  # completions scored
+    failed: dict[str, int] = field(default_factory=dict)  # reward label -> samples it failed on this step
+    errors: dict[str, str] = field(default_factory=dict)  # reward label -> its first error this step
+
+
+def valid_mask(scored: Sequence[ScoredGroup]) -> torch.Tensor:
+    """``[B, G]`` bool: the samples whose rewards were all scored (the others are masked out of training)."""
+    return torch.tensor([[not s.failed_at(j) for j in range(len(s.rewards))] for s in scored], dtype=torch.bool)
 
 
 def score_groups(reward_set: RewardSet, groups: Sequence[RolloutGroup],
@@ -37,22 +58,24 @@ def score_groups(reward_set: RewardSet, groups: Sequence[RolloutGroup],
     out, i = [], 0
     for g in groups:
         n = len(g.texts)
-        out.append(ScoredGroup(g, list(scores.total[i:i + n]), {k: list(v[i:i + n]) for k, v in scores.components.items()}))
+        failed = list(scores.failed[i:i + n]) if scores.failed else None
+        out.append(ScoredGroup(g, list(scores.total[i:i + n]), {k: list(v[i:i + n]) for k, v in scores.components.items()},
+                               failed))
         i += n
     return out, scores
 
 
 def build_train_batch(scored: Sequence[ScoredGroup], advantages: torch.Tensor, learner_version: int,
                       mask_truncated: bool, max_new_tokens: int) -> TrainBatch:
-    """Flatten groups into the learner's batch. ``advantages`` [B, G]. Truncated completions are
-    left out entirely when ``mask_truncated`` (no loss, not in the normalisers); rollouts sampled by
-    an older adapter carry their sampler log-probs (the importance ratio's denominator)."""
+    """Flatten groups into the learner's batch. ``advantages`` [B, G]. Samples a reward failed on are left
+    out entirely (no loss, not in the normalisers), and so are truncated completions when ``mask_truncated``;
+    rollouts sampled by an older adapter carry their sampler log-probs (the importance ratio's denominator)."""
     prompts, comps, advs, behaviour, lengths = [], [], [], [], []
     for b, s in enumerate(scored):
         g = s.group
         stale = g.policy_version != learner_version
         for j, ids in enumerate(g.completion_ids):
-            if mask_truncated and g.truncated[j]:
+            if s.failed_at(j) or (mask_truncated and g.truncated[j]):
                 continue
             prompts.append(g.prompt_ids)
             comps.append(ids)

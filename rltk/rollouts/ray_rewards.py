@@ -38,6 +38,9 @@ def merge_scores(parts: Sequence[Any], offsets: Sequence[int]) -> Any:
         failures={k: sum(p.failures[k] for p in parts) for k in labels},
         seconds={k: max(p.seconds[k] for p in parts) for k in labels},
         errors=errors,
+        failed_samples={k: [i + off for p, off in zip(parts, offsets) for i in p.failed_samples.get(k, [])] for k in labels},
+        failed=[f for p in parts for f in (p.failed or [False] * len(p.total))],
+        disabled=sorted({d for p in parts for d in p.disabled}),
     )
 
 
