@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -67,7 +69,7 @@ class MetricsLog:
     """Appends step records and samples to the run folder and keeps the history for the warnings."""
 
     def __init__(self, run_dir: str | Path, correct_key: str | None = None, format_key: str | None = None,
-                 max_new_tokens: int | None = None):
+                 max_new_tokens: int | None = None, tensorboard: bool = False):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.jsonl"
@@ -75,6 +77,11 @@ class MetricsLog:
         self.correct_key, self.format_key, self.max_new_tokens = correct_key, format_key, max_new_tokens
         self.history: list[dict[str, Any]] = read_jsonl(self.metrics_path) if self.metrics_path.is_file() else []
         self._warned: set[str] = set()
+        self._tb: Any = None
+        if tensorboard:  # RUN_DIR/tensorboard: `tensorboard --logdir RUN_DIR`
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
 
     def log(self, record: dict[str, Any]) -> list[str]:
         """Append one step; returns the warnings it raises (also stored in the record)."""
@@ -84,7 +91,18 @@ class MetricsLog:
             record["warnings"] = warnings
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record, default=_jsonable) + "\n")
+        if self._tb is not None:
+            step = int(record.get("step", len(self.history)))
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
+                    self._tb.add_scalar(key, value, step)
+            self._tb.flush()
         return warnings
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
 
     def log_samples(self, records: list[dict[str, Any]]) -> None:
         with open(self.samples_path, "a") as f:
@@ -111,6 +129,12 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- live view
 
 
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
 def _fmt(x: Any, spec: str = ".3f") -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -133,9 +157,9 @@ SFT_COLUMNS: list[Column] = [("step", "step", "d"), ("epoch", "epoch", "d"), ("l
 
 
 class LiveView:
-    """A rich progress bar (step, ETA) with a table of the newest step's metrics; warnings printed above.
-
-    ``enabled=False`` (tests, logs redirected to a file) prints nothing but the warnings and notes.
+    """Progress of a run, on stderr. On a terminal: a rich progress bar (step, ETA) with a table of the newest
+    step's metrics, warnings printed above. Elsewhere (nohup, CI, ``ray job submit`` logs): one plain line per
+    step with the same columns and the ETA. ``enabled=False`` prints nothing but the warnings and notes.
     """
 
     def __init__(self, total_steps: int, start_step: int = 0, title: str = "GRPO", columns: Sequence[Column] = (),
@@ -144,6 +168,8 @@ class LiveView:
 
         self.console = Console(stderr=True)
         self.enabled = enabled and self.console.is_terminal
+        self.plain = enabled and not self.console.is_terminal
+        self._t0: float | None = None
         self.total, self.start = total_steps, start_step
         self.columns = list(columns) or grpo_columns(())
         self.title = title
@@ -173,9 +199,22 @@ class LiveView:
         self._last = record
         for w in warnings:
             self.console.print(f"[yellow]warning:[/yellow] {w}")
+        if self.plain:
+            print(self.plain_line(record), file=sys.stderr, flush=True)
         if self._live is not None:
             self._progress.update(self._task, completed=record.get("step", 0))
             self._live.update(self._render())
+
+    def plain_line(self, record: dict[str, Any]) -> str:
+        """``GRPO step 3/30  reward 0.412  correct 0.310 ...  s/step 12.1  ETA 5m24s`` (the live view's columns)."""
+        step = int(record.get("step", 0))
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0, self._t0_step = now - float(record.get("seconds/step") or 0.0), step - 1
+        done = step - self._t0_step
+        eta = (now - self._t0) / done * (self.total - step) if done > 0 and self.total > step else 0.0
+        cells = [f"{header} {_fmt(record.get(key), spec)}" for header, key, spec in self.columns if key != "step"]
+        return f"{self.title} step {step}/{self.total}  " + "  ".join(cells) + f"  ETA {_duration(eta)}"
 
     def note(self, text: str) -> None:
         self.console.print(text)

@@ -57,7 +57,8 @@ class CheckpointConfig:
 class LogConfig:
     samples_every: int = 5  # write sample completions every N steps (0 = never)
     samples_groups: int = 2  # groups written each time
-    live: bool = True  # rich live view (only on a terminal)
+    live: bool = True  # progress: a rich live view on a terminal, one plain line per step elsewhere; false = none
+    tensorboard: bool = False  # also write the step metrics for TensorBoard (RUN_DIR/tensorboard)
 
     def __post_init__(self) -> None:
         check_range("samples_every", self.samples_every, low=0)

@@ -123,6 +123,7 @@ def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Po
         adapter_dir = _finish(run)
     finally:
         run.view.close()
+        run.log.close()
         run.backend.close()
     return GRPOResult(run.run_dir, adapter_dir, run.log.history, run.policy, g.steps)
 
@@ -290,7 +291,7 @@ def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | No
         reward_set = RayRewardSet(list(cfg.rewards), timeout_s=cfg.reward_timeout_s, shares=cfg.distributed.workers)
     start = ckpt.step if ckpt is not None else 0
     log = MetricsLog(run_dir, correct_key=reward_key(accuracy_label(cfg.rewards)), format_key=reward_key(format_label(cfg.rewards)),
-                     max_new_tokens=cfg.sampling.max_new_tokens)
+                     max_new_tokens=cfg.sampling.max_new_tokens, tensorboard=cfg.log.tensorboard)
     view = LiveView(g.steps, start, "GRPO", grpo_columns(reward_set.labels), enabled=cfg.log.live if live is None else live)
     if ckpt is not None:
         view.note(f"resumed {run_dir} at step {start} (data cursor {ckpt.cursor})")
