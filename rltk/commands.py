@@ -18,14 +18,14 @@ from rich.console import Console
 from rich.table import Table
 
 from rltk import __version__
-from rltk.core.config import load_config
 from rltk.core.errors import UserError
 from rltk.grpo import load_job_config, run_job
 from rltk.policy import ALIASES, cache_dir, default_device, is_cached
 from rltk.plot import plot_run
-from rltk.sft import SFTJobConfig, train_sft
+from rltk.sft import load_sft_config, train_sft
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "arithmetic" / "grpo.yaml"
+# rltk/examples links to the repo's examples/ and is packaged with the wheel (pyproject package-data)
+DEMO_CONFIG = Path(__file__).parent / "examples" / "arithmetic" / "grpo.yaml"
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -56,7 +56,7 @@ def _ray_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    cfg = load_config(SFTJobConfig, args.config, args.overrides)
+    cfg = load_sft_config(args.config, args.overrides)
     result = train_sft(cfg)
     last = result.history[-1] if result.history else {}
     first = result.history[0] if result.history else {}
@@ -74,7 +74,7 @@ def cmd_grpo(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     if not DEMO_CONFIG.is_file():
-        raise UserError(f"the demo config {DEMO_CONFIG} is missing (rltk demo runs from a source checkout)")
+        raise UserError(f"the demo config {DEMO_CONFIG} is missing (reinstall rltk: the examples are part of the package)")
     args.config = str(DEMO_CONFIG)
     return cmd_grpo(args)
 

@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,14 @@ def claim_run_dir(kind: str, run_dir: str | Path | None) -> Path:
         except FileExistsError:
             continue
     raise UserError(f"cannot find a free run folder name next to {stem}")
+
+
+def release_if_unused(run_dir: str | Path) -> None:
+    """Remove a fresh run's folder if the run failed before writing anything of its own (its config alone
+    counts as nothing): a failed start leaves no empty run folder behind."""
+    path = Path(run_dir)
+    if path.is_dir() and all(p.name == CONFIG_FILE and p.is_file() for p in path.iterdir()):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def claimed_run_dir(run_dir: str | Path) -> Path:
@@ -139,4 +148,4 @@ def record_resume(run_dir: str | Path, cfg: dict[str, Any], step: int, changes: 
 
 
 __all__ = ["SAFE_TO_CHANGE", "check_resume", "claim_run_dir", "claimed_run_dir", "flatten", "is_safe_change", "read_config",
-           "record_resume", "write_config"]
+           "record_resume", "release_if_unused", "write_config"]

@@ -28,12 +28,12 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 
 from rltk.checkpoint import load_adapter_into
-from rltk.core.config import check_range, load_config, to_dict
+from rltk.core.config import check_range, config_relative, load_config, to_dict
 from rltk.data import DataConfig, Dataset, load_dataset
 from rltk.core.errors import UserError
 from rltk.learner import Learner
@@ -43,7 +43,7 @@ from rltk.policy import ModelConfig, Policy, policy_from_config
 from rltk.optim import OptimFields
 from rltk.policy.decode import eos_token_ids
 from rltk.rollouts.worker import encode_prompt
-from rltk.runs import claimed_run_dir, claim_run_dir, write_config
+from rltk.runs import claim_run_dir, claimed_run_dir, release_if_unused, write_config
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,8 @@ class SFTConfig(OptimFields):
 
 @dataclass(frozen=True)
 class SFTLogConfig:
-    live: bool = True
+    live: bool = True  # progress: a rich live view on a terminal, one plain line per step elsewhere; false = none
+    tensorboard: bool = False  # also write the step metrics for TensorBoard (RUN_DIR/tensorboard)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,12 @@ class SFTJobConfig:
     log: SFTLogConfig = field(default_factory=SFTLogConfig)
     seed: int = 0
     run_dir: str | None = None  # default: runs/sft-YYYYmmdd-HHMMSS
+
+
+def load_sft_config(path: str | Path, overrides: Sequence[str] = ()) -> SFTJobConfig:
+    """``load_config`` for SFT; a relative ``data.source`` is relative to the file's folder when it exists there."""
+    cfg = load_config(SFTJobConfig, path, list(overrides))
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=config_relative(cfg.data.source, path)))
 
 
 @dataclass
@@ -146,6 +153,15 @@ def train_sft(cfg: SFTJobConfig, *, policy: Policy | None = None, live: bool | N
     run_dir = claimed_run_dir(cfg.run_dir) if claimed_dir and cfg.run_dir else claim_run_dir("sft", cfg.run_dir)
     write_config(run_dir, to_dict(dataclasses.replace(cfg, run_dir=str(run_dir))))
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    try:
+        return _train(cfg, data, run_dir, policy, live)
+    except BaseException:
+        if not claimed_dir:  # a run that failed before writing anything leaves no empty folder
+            release_if_unused(run_dir)
+        raise
+
+
+def _train(cfg: SFTJobConfig, data: Dataset, run_dir: Path, policy: Policy | None, live: bool | None) -> SFTResult:
     torch.manual_seed(cfg.seed)
     if policy is None:
         policy = policy_from_config(cfg.model, trainable=True)
@@ -156,7 +172,7 @@ def train_sft(cfg: SFTJobConfig, *, policy: Policy | None = None, live: bool | N
     learner = Learner(policy, s, total_steps=s.steps, dense_base=None if s.dense_base else False)
     rng = random.Random(f"sft-{cfg.seed}")
     lengths = [len(e.prompt_ids) + len(e.completion_ids) for e in examples]
-    log = MetricsLog(run_dir)
+    log = MetricsLog(run_dir, tensorboard=cfg.log.tensorboard)
     pad = tok.pad_token_id
     queue: list[list[int]] = []
     epoch = 0
@@ -180,6 +196,7 @@ def train_sft(cfg: SFTJobConfig, *, policy: Policy | None = None, live: bool | N
             view.update(record, log.log(record))
             if stats.skipped:
                 view.note(f"[red]SFT step {step + 1}: update skipped: {stats.skipped}[/red]")
+    log.close()
     adapter_dir = run_dir / "adapter"
     policy.model.save_pretrained(str(adapter_dir))
     return SFTResult(run_dir, adapter_dir, log.history, policy)
@@ -198,11 +215,12 @@ def warm_start(config_path: str | Path, out_dir: str | Path, live: bool | None =
     path = Path(config_path)
     if not path.is_file():
         raise UserError(f"warm_start: SFT config {config_path} not found")
-    cfg = load_config(SFTJobConfig, path, [f"run_dir={out}"])
+    cfg = load_sft_config(path, [f"run_dir={out}"])
     result = train_sft(cfg, live=live, policy=policy, claimed_dir=True)  # a killed attempt there is redone
     del result
     gc.collect()
     return adapter
 
 
-__all__ = ["Example", "SFTConfig", "SFTJobConfig", "SFTResult", "encode_examples", "length_batches", "train_sft", "warm_start"]
+__all__ = ["Example", "SFTConfig", "SFTJobConfig", "SFTResult", "encode_examples", "length_batches", "load_sft_config",
+           "train_sft", "warm_start"]

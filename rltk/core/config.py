@@ -200,6 +200,23 @@ def _describe(tp: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+def config_relative(value: str, config_path: str | Path | None) -> str:
+    """A relative path written in a config file is relative to that file's folder when it exists there;
+    otherwise it is kept as given (relative to the working directory). Absolute paths are kept.
+
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp(); _ = open(os.path.join(d, "rows.jsonl"), "w").close()
+    >>> config_relative("rows.jsonl", os.path.join(d, "job.yaml")) == os.path.join(d, "rows.jsonl")
+    True
+    >>> config_relative("elsewhere.jsonl", os.path.join(d, "job.yaml"))
+    'elsewhere.jsonl'
+    """
+    if config_path is None or not value or Path(value).expanduser().is_absolute():
+        return value
+    beside = Path(config_path).parent / value
+    return str(beside) if beside.exists() else value
+
+
 def check_range(name: str, value: float, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> None:
     """ValueError ``"NAME must be ..., got VALUE"`` unless ``low <= value <= high`` (``*_open``: strict);

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from rewards import RewardSpec
-from rltk.core.config import check_range, load_config
+from rltk.core.config import check_range, config_relative, load_config
 from rltk.data import DataConfig
 from rltk.loss import LossFields
 from rltk.policy import ModelConfig
@@ -127,8 +127,18 @@ class GRPOJobConfig:
 
 
 def load_job_config(path: str | Path, overrides: Sequence[str] = ()) -> GRPOJobConfig:
-    """``load_config`` for GRPO jobs; a relative ``warm_start`` path is relative to the config file's folder."""
+    """``load_config`` for GRPO jobs. Relative paths in the file are relative to its folder: ``warm_start``
+    always; reward files (``file.py:fn``), ``data.source`` and ``init_adapter`` when they exist there
+    (see :func:`rltk.core.config.config_relative`)."""
     cfg = load_config(GRPOJobConfig, path, list(overrides))
     if cfg.warm_start is not None and not Path(cfg.warm_start).is_absolute():
         cfg = dataclasses.replace(cfg, warm_start=str(Path(path).parent / cfg.warm_start))
-    return cfg
+    rewards = [dataclasses.replace(r, name=_reward_file_relative(r.name, path)) for r in cfg.rewards]
+    init = config_relative(cfg.init_adapter, path) if cfg.init_adapter else cfg.init_adapter
+    return dataclasses.replace(cfg, rewards=rewards, init_adapter=init,
+                               data=dataclasses.replace(cfg.data, source=config_relative(cfg.data.source, path)))
+
+
+def _reward_file_relative(name: str, path: str | Path) -> str:
+    file, sep, attr = name.rpartition(":")
+    return f"{config_relative(file, path)}:{attr}" if sep and file.endswith(".py") else name

@@ -18,7 +18,7 @@ import torch
 
 from evals import compare, evaluate, get_task, load_result
 from rewards import RewardSet
-from rltk.core.config import load_config, to_dict
+from rltk.core.config import to_dict
 from rltk.core.errors import UserError
 from rltk.grpo.config import GRPOJobConfig
 from rltk.grpo.loop import GRPOResult, train
@@ -26,8 +26,8 @@ from rltk.metrics import LiveView
 from rltk.policy import DenseSampler, Policy, compute_dtype, policy_from_config
 from rltk.plot import plot_run
 from rltk.checkpoint import STEP_DIR, list_checkpoints
-from rltk.runs import check_resume, claim_run_dir, record_resume
-from rltk.sft import SFTJobConfig, warm_start
+from rltk.runs import check_resume, claim_run_dir, record_resume, release_if_unused
+from rltk.sft import load_sft_config, warm_start
 
 STAGES = ("base", "sft", "grpo")
 
@@ -55,9 +55,14 @@ def run_job(cfg: GRPOJobConfig, *, resume: str | Path | None = None, live: bool 
     run_dir = _job_dir(cfg, resume)
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     torch.manual_seed(cfg.seed)
-    policy, evals = _before_grpo(cfg, run_dir, live, say) if cfg.warm_start is not None or cfg.eval.enabled else (None, {})
-    grpo = train(cfg, reward_set=reward_set, policy=policy, live=live, claimed_dir=True,
-                 resume=run_dir if resume is not None and list_checkpoints(run_dir) else None)
+    try:
+        policy, evals = _before_grpo(cfg, run_dir, live, say) if cfg.warm_start is not None or cfg.eval.enabled else (None, {})
+        grpo = train(cfg, reward_set=reward_set, policy=policy, live=live, claimed_dir=True,
+                     resume=run_dir if resume is not None and list_checkpoints(run_dir) else None)
+    except BaseException:
+        if resume is None:  # a job that failed before writing anything leaves no empty folder
+            release_if_unused(run_dir)
+        raise
     if cfg.eval.enabled:
         evals["grpo"] = _eval_stage(cfg, grpo.policy, "grpo", run_dir, live)
     summary = _summary(cfg, evals, grpo, time.perf_counter() - t0)
@@ -91,7 +96,7 @@ def _before_grpo(cfg: GRPOJobConfig, run_dir: Path, live: bool | None, say: Any)
     evals: dict[str, dict[str, Any]] = {}
     model_cfg = cfg.model
     if cfg.warm_start is not None:
-        model_cfg = load_config(SFTJobConfig, cfg.warm_start).model
+        model_cfg = load_sft_config(cfg.warm_start).model
         if (model_cfg.spec, model_cfg.quant) != (cfg.model.spec, cfg.model.quant):
             raise UserError(f"warm_start {cfg.warm_start}: its model ({model_cfg.spec}, {model_cfg.quant}) differs from "
                             f"this config's model ({cfg.model.spec}, {cfg.model.quant})")

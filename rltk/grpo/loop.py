@@ -48,7 +48,7 @@ from rltk.metrics import LiveView, MetricsLog, grpo_columns
 from rltk.policy import Policy, policy_from_config, trainable_state
 from rltk.rollouts import PromptRequest, make_backend
 from rltk.rollouts.ray_rewards import RayRewardSet
-from rltk.runs import claimed_run_dir, check_resume, claim_run_dir, record_resume, write_config
+from rltk.runs import check_resume, claim_run_dir, claimed_run_dir, record_resume, release_if_unused, write_config
 from rltk.sft import warm_start
 
 
@@ -265,6 +265,17 @@ def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | No
     data.check_rewards(reward_set)
     run_dir, ckpt = _open_run_dir(cfg, resume, claimed)
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
+    try:
+        return _build(cfg, run_dir, ckpt, data, reward_set, from_config, policy, backend, live)
+    except BaseException:
+        if resume is None and not claimed:  # a run that failed before writing anything leaves no empty folder
+            release_if_unused(run_dir)
+        raise
+
+
+def _build(cfg: GRPOJobConfig, run_dir: Path, ckpt: Checkpoint | None, data: Dataset, reward_set: Any,
+           from_config: bool, policy: Policy | None, backend: Any, live: bool | None) -> _Run:
+    """Policy, learner, data stream, rollout backend, logs: everything the loop holds (restored on resume)."""
     init_adapter = cfg.init_adapter or cfg.model.adapter
     if cfg.warm_start is not None and policy is None:
         init_adapter = str(warm_start(cfg.warm_start, run_dir / "sft", live=live))

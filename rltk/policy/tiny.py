@@ -76,12 +76,13 @@ def tiny_policy(
     model.generation_config.eos_token_id = tok.eos_token_id
     dev = torch.device("cpu")
     source = "tiny-random"
-    if quant != "none":
-        folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="rltk-tiny-"))
-        model.save_pretrained(str(folder))
-        tok.save_pretrained(str(folder))
-        model = load_base(str(folder), "tiny", quant, dev)
-        source = str(folder)
+    if quant != "none":  # quantized through a saved folder; a temporary one is removed once loaded
+        with tempfile.TemporaryDirectory(prefix="rltk-tiny-") as tmp:
+            where = Path(folder) if folder is not None else Path(tmp)
+            model.save_pretrained(str(where))
+            tok.save_pretrained(str(where))
+            model = load_base(str(where), "tiny", quant, dev)
+            source = str(where) if folder is not None else TINY_SPEC
     model = attach_lora(model, lora, None, True, quant != "none")
     return Policy(model=model, tokenizer=tok, device=dev, spec=TINY_SPEC, quant=quant, source=source)
 
