@@ -14,10 +14,16 @@ Verification is tiered so the common case is fast and nothing can hang:
    under a hard time limit (:mod:`rewards.sandbox`). A check that times out gives ``None`` and is
    reported as a failure of the reward, never a silent 0.
 
+Written numbers are exact (``1e-12`` is not ``2e-12``, ``10^{20}`` is not ``10^{20}+1``); a decimal
+with 2+ digits after the point (plain or in scientific notation) also counts as the rounding of
+an irrational or non-terminating gold, within half a unit of its last digit
+(:func:`rounding_tolerance`). ``i`` is the imaginary unit where the gold is complex
+(:func:`complex_gold`: it has ``i`` as its only unknown, e.g. ``3 + 4i``), a variable elsewhere.
+
 The modules, one verb each: :mod:`~rewards.math.extract` (find the answer),
 :mod:`~rewards.math.normalization` (canonical text, plain numbers), :mod:`~rewards.math.parse`
-(text -> sympy, restricted), :mod:`~rewards.math.grade` (equal?), :mod:`~rewards.math.reward`
-(the ``math_answer`` reward).
+(text -> sympy, restricted), :mod:`~rewards.math.tree` (work on parsed trees),
+:mod:`~rewards.math.grade` (equal?), :mod:`~rewards.math.reward` (the ``math_answer`` reward).
 
 >>> extract_answer("so the total is \\\\boxed{\\\\frac{1}{2}}.")
 '\\\\frac{1}{2}'
@@ -31,8 +37,18 @@ The modules, one verb each: :mod:`~rewards.math.extract` (find the answer),
 
 from rewards.core import get_reward  # noqa: F401 (doctest)
 from rewards.math.extract import ExtractOptions, extract_answer, gold_answer, last_boxed
-from rewards.math.normalization import compact, decimals_shown, normalize, plain_number
-from rewards.math.parse import MAX_PARSE_CHARS, TooLarge, Unparseable, check_size, parse_answer, parse_latex, parse_plain
+from rewards.math.normalization import compact, decimals_shown, normalize, plain_number, shown_decimal
+from rewards.math.tree import complex_gold, evaluated, function_depth, with_imaginary_unit
+from rewards.math.parse import (
+    MAX_PARSE_CHARS,
+    TooLarge,
+    Unparseable,
+    check_size,
+    exact_number,
+    parse_answer,
+    parse_latex,
+    parse_plain,
+)
 from rewards.math.grade import (
     SYMBOLIC_CHECK,
     VerificationTimeout,
@@ -42,6 +58,7 @@ from rewards.math.grade import (
     equivalent,
     expr_equal,
     numbers_equal,
+    rounding_tolerance,
     verify,
     verify_many,
 )
@@ -49,9 +66,11 @@ from rewards.math.reward import MathAnswer  # registers math_answer
 
 __all__ = [
     "ExtractOptions", "extract_answer", "gold_answer", "last_boxed",
-    "compact", "decimals_shown", "normalize", "plain_number",
-    "MAX_PARSE_CHARS", "TooLarge", "Unparseable", "check_size", "parse_answer", "parse_latex", "parse_plain",
+    "compact", "decimals_shown", "normalize", "plain_number", "shown_decimal",
+    "complex_gold", "evaluated", "function_depth", "with_imaginary_unit",
+    "MAX_PARSE_CHARS", "TooLarge", "Unparseable", "check_size", "exact_number", "parse_answer", "parse_latex",
+    "parse_plain",
     "SYMBOLIC_CHECK", "VerificationTimeout", "VerifyOptions", "bare_arithmetic", "check_symbolic", "equivalent",
-    "expr_equal", "numbers_equal", "verify", "verify_many",
+    "expr_equal", "numbers_equal", "rounding_tolerance", "verify", "verify_many",
     "MathAnswer",
 ]

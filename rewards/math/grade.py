@@ -15,8 +15,9 @@ from typing import Any, Sequence
 
 import sympy
 
-from rewards.math.normalization import compact, decimals_shown, normalize, plain_number
+from rewards.math.normalization import compact, decimals_shown, normalize, plain_number, shown_decimal
 from rewards.math.parse import MAX_PARSE_CHARS, Unparseable, parse_answer
+from rewards.math.tree import with_imaginary_unit
 from rewards.sandbox import get_pool, in_worker
 
 
@@ -49,10 +50,21 @@ def _terminating(v: Fraction) -> bool:
     return d == 1
 
 
+def rounding_tolerance(value: Fraction, places: int) -> Fraction:
+    """How far a decimal whose last digit is ``places`` after the point may be from the exact
+    ``value`` it rounds: half a unit of that digit, never below double precision (1e-15
+    relative: a printed float such as ``0.6666666666666666`` for 2/3 is its rounding too).
+
+    >>> rounding_tolerance(Fraction(1, 3), 2) == Fraction(5, 1000) + Fraction(1, 3 * 10**15)
+    True
+    """
+    return Fraction(1, 2) * Fraction(10) ** -places + abs(value) / 10**15
+
+
 def numbers_equal(gold: tuple[Fraction, bool], pred: tuple[Fraction, bool], pred_text: str, rounding: bool = True) -> bool:
     """Exact equality of two plain numbers, allowing a percent sign on either side
     (``50%`` = ``50`` = ``0.5``) and, when ``rounding``, a decimal with at least 2 shown
-    digits that rounds a non-terminating gold (``0.33`` for ``1/3``)."""
+    digits that rounds a non-terminating gold (``0.33`` for ``1/3``; :func:`rounding_tolerance`)."""
     g, gp = gold
     p, pp = pred
     candidates = {p} | ({p / 100} if pp else set())
@@ -61,7 +73,7 @@ def numbers_equal(gold: tuple[Fraction, bool], pred: tuple[Fraction, bool], pred
         return True
     d = decimals_shown(pred_text)
     if rounding and d >= 2 and not _terminating(g):
-        return round(g, d) == p
+        return abs(g - p) <= rounding_tolerance(g, d)
     return False
 
 
@@ -106,13 +118,17 @@ def _quick(gold: str, pred: str, options: VerifyOptions) -> bool | None:
 
 # --- tier 2: symbolic (in a sandbox worker) -------------------------------------------------------
 
+_CHOICE = re.compile(r"\(\s*[A-Za-z]\s*\)")
+
+
 def check_symbolic(gold: str, pred: str, rounding: bool = True) -> bool:
     """Tier 2 (runs in a sandbox worker): parse both sides with the restricted parsers, compare.
     An unreadable prediction is simply not equal; an unreadable gold cannot be matched."""
     g_text, p_text = normalize(gold), normalize(pred)
+    if _CHOICE.fullmatch(g_text):  # a choice label "(E)" is matched as text, never as the number e
+        return compact(g_text) == compact(p_text)
     try:
-        g = parse_answer(g_text)
-        p = parse_answer(p_text)
+        g, p = with_imaginary_unit(parse_answer(g_text), parse_answer(p_text))
     except (Unparseable, RecursionError, MemoryError, OverflowError):
         return False
     try:
@@ -120,15 +136,25 @@ def check_symbolic(gold: str, pred: str, rounding: bool = True) -> bool:
             return True
     except (RecursionError, MemoryError, OverflowError, TypeError, ValueError, AttributeError):
         return False
-    pn = plain_number(p_text)
-    if rounding and pn is not None and decimals_shown(p_text) >= 2 and getattr(g, "is_number", False):
-        try:
-            gv = complex(g.evalf(30))
-        except (TypeError, ValueError, OverflowError):
-            return False
-        d = decimals_shown(p_text)
-        return gv.imag == 0 and round(gv.real, d) == round(float(pn[0]), d)
+    shown = shown_decimal(p_text) if rounding else None
+    if shown is not None and getattr(g, "is_number", False):
+        return _rounds_to(g, *shown)
     return False
+
+
+def _rounds_to(gold: Any, shown: Fraction, places: int) -> bool:
+    """Is ``shown`` the real number ``gold`` rounded to ``places`` decimals (within
+    :func:`rounding_tolerance`)? Never for a terminating decimal gold: that must be matched exactly."""
+    if isinstance(gold, sympy.Rational) and _terminating(Fraction(gold.p, gold.q)):
+        return False
+    try:
+        prec = max(30, places + 20)
+        _, im_part = gold.evalf(prec).as_real_imag()
+        err = abs((gold - sympy.Rational(shown.numerator, shown.denominator)).evalf(prec))
+        tol = rounding_tolerance(shown, places)
+        return bool(_negligible(im_part) and err <= sympy.Rational(tol.numerator, tol.denominator))
+    except (TypeError, ValueError, OverflowError, AttributeError):
+        return False
 
 
 def verify_many(pairs: Sequence[tuple[str, str]], options: VerifyOptions = VerifyOptions()) -> list[tuple[bool | None, str | None]]:
@@ -169,9 +195,9 @@ def verify(gold: str, pred: str | None, options: VerifyOptions = VerifyOptions()
 # --- equivalence of parsed answers -----------------------------------------------------------------
 
 def equivalent(gold: Any, pred: Any) -> bool:
-    """True only when ``pred`` is shown equal to ``gold``: structurally, numerically (1e-9
-    relative), or by ``simplify(gold - pred) == 0``; tuples in order, sets in any order,
-    intervals by endpoints and openness, matrices elementwise."""
+    """True only when ``pred`` is shown equal to ``gold``: structurally, numerically (exact
+    numbers exactly; see :func:`expr_equal`), or by ``simplify(gold - pred) == 0``; tuples in
+    order, sets in any order, intervals by endpoints and openness, matrices elementwise."""
     try:
         if gold == pred:
             return True
@@ -239,17 +265,18 @@ def _rel_equal(a: Any, b: Any) -> bool:
 
 
 def expr_equal(a: Any, b: Any) -> bool:
+    """Two expressions equal? Rationals exactly, infinities only structurally, other numbers by
+    :func:`_same_value`; expressions in the same symbols at three points, then ``simplify``."""
     if a == b:
         return True
     if a.is_Symbol and b.is_Symbol:
         return str(a).lower() == str(b).lower()
     if a.is_number and b.is_number:
-        try:
-            va, vb = complex(sympy.N(a, 30)), complex(sympy.N(b, 30))
-        except (TypeError, ValueError, OverflowError):
-            va = vb = None
-        if va is not None and vb is not None:
-            return abs(va - vb) <= 1e-9 * max(1.0, abs(va))
+        if (a.is_Rational and b.is_Rational) or a.is_infinite or b.is_infinite:
+            return False  # exact numbers compare exactly, however small or large; oo only equals oo
+        verdict = _same_value(a, b)
+        if verdict is not None:
+            return verdict
     if a.free_symbols != b.free_symbols:
         return False  # "x + 1" is not the answer "3", whatever x is
     verdict = _equal_at_points(a, b)
@@ -261,6 +288,35 @@ def expr_equal(a: Any, b: Any) -> bool:
         return False
 
 
+FLOAT_RTOL = 1e-12  # where a sympy Float (an inexact number) takes part
+
+
+def _negligible(x: Any) -> bool:
+    """Zero, or a Float in which evalf could resolve no digit (cancellation: ``0.e-165``)."""
+    return x == 0 or (isinstance(x, sympy.Float) and x._prec < 10)
+
+
+def _same_value(a: Any, b: Any, subs: dict | None = None) -> bool | None:
+    """Do ``a`` and ``b`` (numbers, or expressions at the point ``subs``) have the same value?
+    Exact ones: only when evalf (30 digits, adaptive on cancellation) finds no digit of ``a - b``;
+    where a Float takes part, within ``FLOAT_RTOL`` relative — never an absolute tolerance, so
+    ``10^{-12}`` is not ``2 \\cdot 10^{-12}``. None: not finite, or not evaluable to numbers."""
+    try:
+        va, vb, d = (x.evalf(30, subs=subs) for x in (a, b, a - b))
+        if not (va.is_finite and vb.is_finite):
+            return None
+        parts = d.as_real_imag()
+        if all(_negligible(x) for x in parts):
+            return True
+        if not all(x == 0 or isinstance(x, sympy.Float) for x in parts):
+            return None
+        if a.has(sympy.Float) or b.has(sympy.Float):
+            return bool(abs(d) <= FLOAT_RTOL * max(abs(va), abs(vb)))
+        return False
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError, AttributeError):
+        return None
+
+
 _POINTS = [(0.4142135623, 0.7320508075, 0.2360679774), (0.6180339887, 0.3166247903, 0.5857864376),
            (0.8284271247, 0.1547005383, 0.4494897427)]
 
@@ -268,16 +324,12 @@ _POINTS = [(0.4142135623, 0.7320508075, 0.2360679774), (0.6180339887, 0.31662479
 def _equal_at_points(a: Any, b: Any) -> bool | None:
     """Identity test of two expressions in the same symbols at three fixed irrational-looking
     points in (0, 1) (Schwartz-Zippel style; cheap where ``simplify`` can take minutes, e.g.
-    ``(x+y+z)^500``). None when they cannot be evaluated there (then ``simplify`` decides)."""
+    ``(x+y+z)^500``), each compared by :func:`_same_value`. None when they cannot be evaluated
+    there (then ``simplify`` decides)."""
     syms = sorted(a.free_symbols, key=str)
-    try:
-        for point in _POINTS:
-            subs = {s: sympy.Float(point[i % 3] + 0.01 * (i // 3), 30) for i, s in enumerate(syms)}
-            va, vb = complex(a.evalf(30, subs=subs)), complex(b.evalf(30, subs=subs))
-            if not (math.isfinite(abs(va)) and math.isfinite(abs(vb))):
-                return None
-            if abs(va - vb) > 1e-9 * max(1.0, abs(va)):
-                return False
-        return True
-    except (TypeError, ValueError, OverflowError, ZeroDivisionError, AttributeError):
-        return None
+    for point in _POINTS:
+        subs = {s: sympy.Float(point[i % 3] + 0.01 * (i // 3), 30) for i, s in enumerate(syms)}
+        verdict = _same_value(a, b, subs)
+        if verdict is not True:
+            return verdict
+    return True

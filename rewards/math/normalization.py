@@ -1,5 +1,6 @@
 """Cheap, bounded text work on answers (in-process, no sympy): canonical text, exact comparison
-text, plain numbers (``1,234``, ``0.5``, ``3/4``, ``\\frac{3}{4}``, ``50%``) and shown decimals."""
+text, plain numbers (``1,234``, ``0.5``, ``3/4``, ``\\frac{3}{4}``, ``50%``) and shown decimals
+(plain or in scientific notation)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|°|\\degree")
 _FRAC_SHORT = re.compile(r"\\frac\s*(\d)\s*(\d)|\\frac\s*(\d)\s*(\{)|\\frac\s*(\{[^{}]*\})\s*(\d)")
 _SQRT_SHORT = re.compile(r"\\sqrt\s*(\d)")
+# upright/italic/text i is the imaginary unit (ISO 80000-2), not a unit "\text{i}" to strip after a number
+_IMAGINARY_CMD = re.compile(r"\\(?:text|textrm|textit|mathrm|mathit|operatorname)\s*\{\s*i\s*\}")
 _ASSIGN = re.compile(r"^\s*(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=\s*(?=[^=])")
 # possessive quantifiers throughout: no backtracking on long adversarial answers
-_UNIT_WORDS = re.compile(r"^([-+]?[\d.,/]++%?)\s*+(?:[a-zA-Z]++\.?\s*+){1,3}+(?:\^?\s*\{?[23]\}?)?$")
+# a unit starts with a word of 2+ letters: "2x", "4i", "2k", "3R^2" are terms, not a number and a unit
+_UNIT_WORDS = re.compile(r"^([-+]?[\d.,/]++%?)\s*+[a-zA-Z]{2,}+\.?\s*+(?:[a-zA-Z]++\.?\s*+){0,2}+(?:\^?\s*\{?[23]\}?)?$")
 _UNIT_TEXT = re.compile(r"\s*+\\(?:text|mbox|mathrm)\s*+\{[^{}]*+\}(?:\s*\^\s*\{?[23]\}?)?$")
 
 
@@ -29,7 +33,8 @@ def _frac_short(m: re.Match) -> str:
 def normalize(s: str) -> str:
     """Canonical text of an answer: math delimiters, ``\\left``/``\\right``, spacing commands,
     ``\\dfrac``, degrees, dollar signs, unit ``\\text{}`` after a number, ``x =`` prefixes and a
-    final period removed. Bounded: callers cap the length first.
+    final period removed; ``\\mathrm{i}`` (``\\mathit``, ``\\text``) is written ``i``. Bounded:
+    callers cap the length first.
 
     >>> normalize("$x = \\\\dfrac{1}{2}$.")
     '\\\\frac{1}{2}'
@@ -44,6 +49,7 @@ def normalize(s: str) -> str:
             s = s[len(a):len(s) - len(b)].strip()
     s = s.replace("\\left", "").replace("\\right", "").replace("\\displaystyle", "")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cfrac", "\\frac")
+    s = _IMAGINARY_CMD.sub("i", s)
     s = s.replace("\\$", "").replace("$", "").replace("\\%", "%").replace("\\{", "\\{").replace("\u2212", "-")
     s = _SPACE_CMDS.sub(" ", s.replace("\\!", ""))
     s = _DEGREE.sub("", s)
@@ -112,3 +118,29 @@ def decimals_shown(s: str) -> int:
     """
     s = s.replace(" ", "").rstrip("%")
     return len(s.split(".", 1)[1]) if "." in s and "/" not in s and "frac" not in s else 0
+
+
+_SCIENTIFIC = re.compile(r"([+-]?\d+(?:\.(\d+))?)(?:(?:\\times|\\cdot|×|\*)10\^\{?([+-]?\d{1,4})\}?|[eE]([+-]?\d{1,4}))")
+
+
+def shown_decimal(s: str) -> tuple[Fraction, int] | None:
+    """``(value, places)`` of a decimal written with at least 2 digits after the point, plainly
+    (``0.33``) or in scientific notation (``1.41\\times10^{-10}``, ``6.02e23``: 2 digits after the
+    mantissa's point); ``places`` is the position of its last digit after the point (negative for
+    large exponents): what a rounding of a value to those digits shows. None for anything else.
+
+    >>> shown_decimal("0.330"), shown_decimal("1.41\\\\times 10^{-10}"), shown_decimal("6.02e23"), shown_decimal("0.3")
+    ((Fraction(33, 100), 3), (Fraction(141, 1000000000000), 12), (Fraction(602000000000000000000000, 1), -21), None)
+    """
+    s = s.replace(" ", "")
+    if len(s) > MAX_NUMBER_CHARS:
+        return None
+    pn = plain_number(s)
+    if pn is not None:
+        d = decimals_shown(s)
+        return (pn[0], d) if d >= 2 else None
+    m = _SCIENTIFIC.fullmatch(s)
+    if not m or len(m.group(2) or "") < 2:
+        return None
+    exp = int(m.group(3) or m.group(4))
+    return Fraction(m.group(1)) * Fraction(10) ** exp, len(m.group(2)) - exp

@@ -4,10 +4,12 @@ Nothing here evaluates model text as code. Plain expressions (``3/4``, ``sqrt(2)
 go through :func:`parse_plain`, which walks a Python ``ast`` with a whitelist of node types and
 builds sympy objects itself; LaTeX goes through ``latex2sympy2_extended`` (an ANTLR grammar whose
 converter builds sympy objects directly — the parser Math-Verify uses), with number tokens
-converted by :func:`_safe_number` instead of ``sympy.Number(str)`` (which would ``sympify``).
+converted by :func:`exact_number` instead of ``sympy.Number(str)`` (which would ``sympify``).
 Both first build the tree unevaluated and check its size (:func:`check_size`), so ``9^{9^{9^9}}``
-is refused before any big-integer arithmetic starts. The heavy functions run inside a sandbox
-worker (see :mod:`rewards.math.grade`), which also bounds their time.
+is refused before any big-integer arithmetic starts; then the LaTeX tree's lazy arithmetic is
+evaluated in one linear pass (:func:`rewards.math.tree.evaluated`). Written numbers are exact
+(:func:`exact_number`). The heavy functions run inside a sandbox worker (see
+:mod:`rewards.math.grade`), which also bounds their time.
 
 >>> str(parse_plain("sqrt(8)/2"))
 'sqrt(2)'
@@ -20,16 +22,18 @@ rewards.math.parse.Unparseable: call to 'exec' is not allowed
 from __future__ import annotations
 
 import ast
-import math
 import re
 from typing import Any
 
 import sympy
 
+from rewards.math.tree import evaluated, function_depth
+
 MAX_PARSE_CHARS = 1000  # longer answers are refused (MATH-500 golds are at most ~80 chars)
 MAX_LOG10 = 10_000  # numbers beyond 10^10000 are refused before they are computed
 MAX_EXPONENT = 10_000  # a power whose exponent exceeds this (numerically) is refused
 MAX_DEPTH = 60  # nesting depth of the parsed tree
+MAX_FUNCTION_DEPTH = 4  # nested function applications (MATH-500 golds: at most 1): sympy works exponentially in it
 
 
 class Unparseable(ValueError):
@@ -63,13 +67,13 @@ def parse_plain(s: str) -> Any:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         raise Unparseable(f"syntax: {e}") from None
-    out = _build(tree.body, 0)
+    out = _build(tree.body, 0, text.strip())
     if isinstance(out, sympy.Tuple) and not (s.strip().startswith("(") and s.strip().endswith(")")):
         return sympy.FiniteSet(*out)  # "1, -2": a list of solutions, in any order
     return out
 
 
-def _build(node: ast.AST, depth: int) -> Any:
+def _build(node: ast.AST, depth: int, src: str) -> Any:
     if depth > MAX_DEPTH:
         raise TooLarge("expression nested too deeply")
     d = depth + 1
@@ -81,15 +85,15 @@ def _build(node: ast.AST, depth: int) -> Any:
             if v.bit_length() > MAX_LOG10 * 3.33:
                 raise TooLarge("integer too large")
             return sympy.Integer(v)
-        return sympy.Float(repr(v)) if math.isfinite(v) else sympy.oo
+        return exact_number(ast.get_source_segment(src, node) or repr(v))  # as written: 1e-12 is 10^-12
     if isinstance(node, ast.Name):
         name = node.id.lower()
         return _CONSTS.get(name) or sympy.Symbol(name)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        v = _build(node.operand, d)
+        v = _build(node.operand, d, src)
         return -v if isinstance(node.op, ast.USub) else v
     if isinstance(node, ast.BinOp):
-        a, b = _build(node.left, d), _build(node.right, d)
+        a, b = _build(node.left, d, src), _build(node.right, d, src)
         op = type(node.op)
         if op is ast.Add:
             return a + b
@@ -109,9 +113,9 @@ def _build(node: ast.AST, depth: int) -> Any:
         fname = node.func.id.lower()
         if fname not in _FUNCS:
             raise Unparseable(f"call to {node.func.id!r} is not allowed")
-        return _FUNCS[fname](*[_build(a, d) for a in node.args])
+        return _FUNCS[fname](*[_build(a, d, src) for a in node.args])
     if isinstance(node, ast.Tuple):
-        return sympy.Tuple(*[_build(e, d) for e in node.elts])
+        return sympy.Tuple(*[_build(e, d, src) for e in node.elts])
     raise Unparseable(f"{type(node).__name__} is not allowed")
 
 
@@ -142,7 +146,7 @@ def _log10_bound(e: Any, depth: int = 0) -> float:
         if expo.is_number:
             if sub[1] > 6:
                 raise TooLarge("exponent too large")
-            x = abs(complex(sympy.N(expo, 15)))
+            x = abs(complex(sympy.N(evaluated(expo), 15)))  # sub[1] <= 6: bounded work
             if x > MAX_EXPONENT:
                 raise TooLarge(f"exponent {x:.3g} beyond {MAX_EXPONENT}")
             r = max(sub[0], 1.0) * max(x, 1.0)
@@ -162,28 +166,42 @@ def _log10_bound(e: Any, depth: int = 0) -> float:
 
 
 def check_size(e: Any) -> None:
-    """Refuse trees whose evaluation could blow up (huge powers, towers, factorials)."""
+    """Refuse trees whose evaluation could blow up (huge powers, towers, factorials, functions
+    nested more than ``MAX_FUNCTION_DEPTH`` deep)."""
     try:
         _log10_bound(e)
+        if function_depth(e) > MAX_FUNCTION_DEPTH:
+            raise TooLarge(f"functions nested more than {MAX_FUNCTION_DEPTH} deep")
     except (OverflowError, RecursionError) as err:
         raise TooLarge(str(err)) from None
 
 
 # --- LaTeX ------------------------------------------------------------------------------------
 
-_SAFE_NUMBER = re.compile(r"[0-9]*\.?[0-9]+")
+_NUMBER = re.compile(r"([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]{1,6}))?")
 
 
-def _safe_number(text: str) -> Any:
-    """Number token to sympy without ``sympify``: Integer, or Rational/Float of digits only."""
-    t = text.replace(",", "").replace(" ", "")
-    if not _SAFE_NUMBER.fullmatch(t):
+def exact_number(text: str) -> Any:
+    """A written number (``12``, ``0.5``, ``.35``, ``1e-12``, ``6.72E5``) as an exact sympy Integer
+    or Rational, never a Float: decimals and scientific notation compare exactly however small or
+    large (``1e-12`` is not ``2e-12``; ``1e20`` is not ``10^{20} + 1``). No ``sympify``; numbers
+    beyond 10^MAX_LOG10 (or below its inverse) are refused before they are computed.
+
+    >>> exact_number("1e-12"), exact_number("0.250"), exact_number("12")
+    (1/1000000000000, 1/4, 12)
+    """
+    t = text.replace(",", "").replace(" ", "").replace("_", "")
+    m = _NUMBER.fullmatch(t)
+    if not m or not (m.group(1) or m.group(2)):
         raise Unparseable(f"number token {text!r}")
-    if len(t) > MAX_LOG10:
+    whole, frac = m.group(1), m.group(2) or ""
+    exp = int(m.group(3) or 0) - len(frac)
+    if len(whole) + len(frac) > MAX_LOG10 or abs(exp) > MAX_LOG10:
         raise TooLarge("number too long")
-    if "." not in t:
-        return sympy.Integer(int(t))
-    return sympy.Float(t, max(15, len(t)))
+    digits = int(whole + frac or "0")
+    if exp >= 0:
+        return sympy.Integer(digits * 10**exp)
+    return sympy.Rational(digits, 10**-exp)
 
 
 _CONVERTER: Any = None
@@ -196,15 +214,41 @@ def _latex_converter() -> Any:
 
         class SafeLatex2Sympy(l2s._Latex2Sympy):
             def parse_number(self, text: str) -> Any:  # the library's version calls sympy.Number(str)
-                return _safe_number(text)
+                return exact_number(text)
 
-        l2s.Number = lambda s: _safe_number(str(s))  # used by the module's convert_number(): same guard
+            def convert_interval(self, expr: Any) -> Any:
+                # Interval() queries its endpoints (real? start < end?): on lazy trees that takes 2^depth
+                # steps, so the endpoints are built lazily, size-checked and evaluated first; the library
+                # then decides interval or tuple as in its evaluated build
+                outer = self.__dict__.get("convert_expr")
+                lazy = outer or super().convert_expr
+                self.convert_expr = lambda e: _checked(_lazily(lazy, e))
+                try:
+                    with sympy.evaluate(True):
+                        return super().convert_interval(expr)
+                finally:
+                    if outer is None:
+                        del self.convert_expr
+                    else:
+                        self.convert_expr = outer
+
+        l2s.Number = lambda s: exact_number(str(s))  # used by the module's convert_number(): same guard
         _CONVERTER = (SafeLatex2Sympy, l2s)
     return _CONVERTER
 
 
+def _checked(e: Any) -> Any:
+    check_size(e)
+    return evaluated(e)
+
+
+def _lazily(convert: Any, node: Any) -> Any:
+    with sympy.evaluate(False):
+        return convert(node)
+
+
 def parse_latex(s: str) -> Any:
-    """LaTeX answer -> sympy, built unevaluated first and size-checked, then evaluated."""
+    """LaTeX answer -> sympy, built unevaluated first and size-checked, then evaluated bottom-up."""
     if len(s) > MAX_PARSE_CHARS:
         raise TooLarge(f"answer longer than {MAX_PARSE_CHARS} characters")
     depth = 0
@@ -231,10 +275,10 @@ def parse_latex(s: str) -> Any:
     except TooLarge:
         raise
     except Unparseable:
-        lazy = None  # some constructs (interval unions) only build evaluated
-    if lazy is not None:
-        check_size(lazy)
-    return convert()
+        lazy = None
+    if lazy is None:  # some constructs (interval unions) only build evaluated
+        lazy = convert()
+    return _checked(lazy)  # evaluated in one linear pass: the library's evaluated build can take 2^depth steps
 
 
 def parse_answer(s: str) -> Any:
