@@ -23,7 +23,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="local rows file (.jsonl/.json/.tsv/.csv) instead of the task's default source")
     p.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE", help="option of a built-in task, e.g. digits=3 (repeatable)")
     p.add_argument("--model", default="smollm2-135m", help="alias, HF folder, .gguf file or hub id (default: smollm2-135m)")
-    p.add_argument("--adapter", help="LoRA adapter folder (peft) to evaluate on top of the model")
+    p.add_argument("--adapter", help="LoRA adapter folder (peft) to evaluate on top of the model; asked with the system prompt "
+                                     "and template it was trained with (recorded beside it by rltk) unless --system is given")
+    p.add_argument("--system", help="the system prompt to ask with (default: the adapter's training prompt, else the task's)")
     p.add_argument("--quant", default="none", choices=("none", "nf4", "int8"), help="base model quantization (default: none)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),

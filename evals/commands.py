@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import time
@@ -22,7 +23,9 @@ from evals.run import check_ks, decode_settings, evaluate
 from evals.tasks import TASKS, Task, get_task
 from rltk.core.config import parse_override
 from rltk.core.errors import UserError
-from rltk.policy import load_policy
+from rltk.core.rows import Rows
+from rltk.core.templates import fill, template_fields
+from rltk.policy import load_policy, read_prompt
 
 
 def _parse_ks(text: str | None) -> list[int] | None:
@@ -67,6 +70,24 @@ def _checked_inputs(args: argparse.Namespace) -> tuple[Task, list[int] | None, f
     return task, ks, settings.temperature
 
 
+def _prompt_for(task: Task, args: argparse.Namespace, rows: Rows, console: Console) -> Task:
+    """Ask the way the adapter was trained: its recorded system prompt (and ``{column}`` template when the
+    task's rows have those columns); ``--system`` overrides the system prompt. Said on screen, never silent."""
+    if args.system is not None:
+        return dataclasses.replace(task, system=args.system)
+    record = read_prompt(args.adapter) if args.adapter else None
+    if record is None:
+        return task
+    system = record.get("system_prompt") or task.system
+    template = record.get("prompt")
+    use_template = (bool(template) and not record.get("messages_column") and len(rows) > 0
+                    and set(template_fields(template, "the adapter's prompt")) <= set(rows.rows[0]))
+    user = (lambda r: fill(template, r, none_as_empty=True)) if use_template else task.user
+    console.print(f"prompt: as the adapter was trained (system {system!r}"
+                  + (f", template {template!r})" if use_template else "; the task's own user message)"), soft_wrap=True)
+    return dataclasses.replace(task, system=system, user=user)
+
+
 def _load_model(args: argparse.Namespace, console: Console) -> tuple[Any, str]:
     """The policy to evaluate (``--model`` + ``--adapter``, in eval mode) and its weights' dtype as recorded."""
     if args.threads:
@@ -102,6 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     task, ks, temperature = _checked_inputs(args)
     rows = task.load(args.data)
     task.check_rows(rows)
+    task = _prompt_for(task, args, rows, console)
     policy, dtype = _load_model(args, console)
     result = evaluate(
         policy,

@@ -30,7 +30,7 @@ from peft.utils import load_peft_weights
 
 from rltk.core.errors import UserError
 from rltk.core.seeds import capture_rng
-from rltk.policy import load_trainable_state
+from rltk.policy import load_trainable_state, save_adapter
 
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 LOG_FILES = ("metrics.jsonl", "samples.jsonl")
@@ -65,7 +65,7 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def save_checkpoint(run_dir: str | Path, step: int, model: Any, learner_state: dict[str, Any], cursor: int,
-                    keep: int = 3, extra: dict[str, Any] | None = None) -> Path:
+                    keep: int = 3, extra: dict[str, Any] | None = None, prompt: dict[str, Any] | None = None) -> Path:
     """Write checkpoint ``step`` atomically; keep the newest ``keep`` (0 = all)."""
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: Any, learner_state: d
     final = root / f"step-{step:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
     try:
-        model.save_pretrained(str(tmp / "adapter"))
+        save_adapter(model, tmp / "adapter", prompt)
         torch.save({"step": step, "cursor": cursor, "learner": learner_state, "rng": capture_rng(),
                     "extra": extra or {}}, tmp / "state.pt")
         for name in LOG_FILES:

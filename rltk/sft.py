@@ -39,7 +39,7 @@ from rltk.core.errors import UserError
 from rltk.learner import Learner
 from rltk.logprobs import MicroBatch, collate, completion_log_probs
 from rltk.metrics import SFT_COLUMNS, LiveView, MetricsLog
-from rltk.policy import ModelConfig, Policy, policy_from_config
+from rltk.policy import ModelConfig, Policy, policy_from_config, save_adapter
 from rltk.optim import OptimFields
 from rltk.policy.decode import eos_token_ids
 from rltk.rollouts.worker import encode_prompt
@@ -106,13 +106,14 @@ class SFTResult:
 
 
 def encode_examples(ds: Dataset, tokenizer: Any, eos_id: int, max_length: int) -> list[Example]:
-    """Prompt through the chat template (with the generation prompt); reply tokens + EOS."""
+    """Prompt through the chat template (with the generation prompt); reply tokens + EOS. Prompt and reply
+    are what ``ds.messages(i)`` and ``ds.completion(i)`` give: templates or TRL's formats (:class:`DataConfig`)."""
     out = []
     for i in range(len(ds)):
         prompt = encode_prompt(tokenizer, ds.messages(i))
         reply = ds.completion(i)
         if not reply.strip():
-            raise UserError(f"{ds.where[i]}: empty completion (template {ds.cfg.completion!r})")
+            raise UserError(f"{ds.where[i]}: empty completion ({ds.completion_source()})")
         completion = list(tokenizer(reply, add_special_tokens=False)["input_ids"]) + [eos_id]
         if len(prompt) + len(completion) > max_length:
             raise UserError(f"{ds.where[i]}: {len(prompt) + len(completion)} tokens, more than sft.max_length={max_length}")
@@ -198,7 +199,7 @@ def _train(cfg: SFTJobConfig, data: Dataset, run_dir: Path, policy: Policy | Non
                 view.note(f"[red]SFT step {step + 1}: update skipped: {stats.skipped}[/red]")
     log.close()
     adapter_dir = run_dir / "adapter"
-    policy.model.save_pretrained(str(adapter_dir))
+    save_adapter(policy.model, adapter_dir, cfg.data.prompt_record())
     return SFTResult(run_dir, adapter_dir, log.history, policy)
 
 

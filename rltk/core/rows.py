@@ -1,8 +1,16 @@
 """Rows and their readers: local files or the HF hub, each row remembering where it came from.
 
-Every row carries its location (``file:line``) so a row that lacks a field is reported
-by name. Formats: JSON Lines (``.jsonl``), a JSON list or mapping of objects (``.json``),
-and tab- or comma-separated files with a header line (``.tsv``, ``.csv``).
+Every row carries its location so a row that lacks a field is reported by name. Formats:
+
+* JSON Lines (``.jsonl``), a JSON list or mapping of objects (``.json``), and tab- or comma-separated
+  files with a header line (``.tsv``, ``.csv``): parsed with the standard library's ``json`` and ``csv``
+  modules, rows named ``file:line`` by the true line a record starts on (JSONL is split on ``\\n`` only,
+  so U+2028 inside a string stays; a CSV field may hold quoted newlines; TSV is read unquoted, as
+  LegalBench writes it). ``datasets`` reads these formats too, but it keeps no line numbers.
+* Parquet (``.parquet``), Arrow (``.arrow``) and a folder written by ``Dataset.save_to_disk``: read
+  by the ``datasets`` package (the first two streamed, so no cache copy is made), rows named
+  ``file:row N`` (N from 1: these formats have no lines).
+* ``load_hub_rows``: a hub dataset through ``datasets.load_dataset``, rows named ``hub-id[split][i]``.
 
 >>> import tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "rows.jsonl")
@@ -21,6 +29,7 @@ rltk.core.errors.UserError: rows.jsonl:2: row lacks field 'answer' (task demo ne
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 from dataclasses import dataclass, field
@@ -73,20 +82,62 @@ class Rows:
 
 
 def read_rows(path: str | Path) -> Rows:
-    """Rows of a local ``.jsonl``, ``.json``, ``.tsv`` or ``.csv`` file; UserError naming file and line on bad input."""
+    """Rows of a local ``.jsonl``, ``.json``, ``.tsv``, ``.csv``, ``.parquet`` or ``.arrow`` file, or of a
+    ``save_to_disk`` folder; UserError naming file and line (or row) on bad input."""
     p = Path(path).expanduser()
+    if p.is_dir():
+        return _saved_rows(p)
     if not p.is_file():
         raise UserError(f"data file not found: {path}")
     suffix = p.suffix.lower()
+    if suffix in DATASETS_FORMATS:
+        return _datasets_rows(p, DATASETS_FORMATS[suffix])
     readers = {".jsonl": _jsonl_rows, ".json": _json_rows, ".tsv": _delimited_rows, ".csv": _delimited_rows}
     if suffix not in readers:
-        raise UserError(f"{p.name}: unknown data format {suffix or '(no extension)'} (use .jsonl, .json, .tsv or .csv)")
+        raise UserError(f"{p.name}: unknown data format {suffix or '(no extension)'} "
+                        "(use .jsonl, .json, .tsv, .csv, .parquet or .arrow)")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise UserError(f"{p.name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     rows, where = readers[suffix](text, p.name, suffix)
     return Rows(rows, where, str(p))
+
+
+DATASETS_FORMATS = {".parquet": "parquet", ".arrow": "arrow"}  # suffix -> the ``datasets`` builder that reads it
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
+
+
+def _datasets_rows(p: Path, builder: str) -> Rows:
+    """A parquet or arrow file through ``datasets`` (streamed: rows are read, no cache copy is written)."""
+    import datasets
+
+    try:
+        # data_files are glob patterns: escape the path's own [, *, ?
+        stream = datasets.load_dataset(builder, data_files=glob.escape(str(p)), split="train", streaming=True)
+        rows = [dict(r) for r in stream]
+    except Exception as e:  # pyarrow's ArrowInvalid, datasets' errors: a file that is not what its name says
+        raise UserError(f"{p.name}: cannot read as {builder}: {_first_line(e)}") from e
+    return Rows(rows, [f"{p.name}:row {i}" for i in range(1, len(rows) + 1)], str(p))
+
+
+def _saved_rows(p: Path) -> Rows:
+    """A folder written by ``datasets.Dataset.save_to_disk`` (one split)."""
+    import datasets
+
+    if not (p / "state.json").is_file() and not (p / "dataset_dict.json").is_file():
+        raise UserError(f"{p.name}: a folder, not a data file (a datasets save_to_disk folder holds state.json)")
+    try:
+        ds = datasets.load_from_disk(str(p))
+    except Exception as e:
+        raise UserError(f"{p.name}: cannot read the saved dataset: {_first_line(e)}") from e
+    if isinstance(ds, datasets.DatasetDict):
+        raise UserError(f"{p.name}: holds the splits {', '.join(ds)}; use one split's folder, e.g. {p / next(iter(ds))}")
+    rows = [dict(r) for r in ds]
+    return Rows(rows, [f"{p.name}:row {i}" for i in range(1, len(rows) + 1)], str(p))
 
 
 def jsonl_lines(text: str) -> list[str]:
@@ -159,9 +210,8 @@ def load_hub_rows(hub_id: str, split: str, config: str | None = None) -> Rows:
 
         ds = datasets.load_dataset(hub_id, config, split=split) if config else datasets.load_dataset(hub_id, split=split)
     except Exception as e:  # network, auth, unknown id: all the same advice
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(
-            f"cannot load hub dataset {hub_id!r} (split {split}): {first[:200]}; "
+            f"cannot load hub dataset {hub_id!r} (split {split}): {_first_line(e)}; "
             "offline? pass --data PATH with a local JSONL copy"
         ) from e
     rows = [dict(r) for r in ds]

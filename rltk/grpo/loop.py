@@ -45,7 +45,7 @@ from rltk.grpo.scoring import (ScoredGroup, StepRollouts, accuracy_label, build_
                                valid_mask)
 from rltk.learner import Learner, LossConfig, UpdateStats
 from rltk.metrics import LiveView, MetricsLog, grpo_columns
-from rltk.policy import Policy, policy_from_config, trainable_state
+from rltk.policy import Policy, policy_from_config, save_adapter, trainable_state
 from rltk.rollouts import PromptRequest, make_backend
 from rltk.rollouts.ray_rewards import RayRewardSet
 from rltk.runs import check_resume, claim_run_dir, claimed_run_dir, record_resume, release_if_unused, write_config
@@ -223,14 +223,14 @@ def _cursor(run: _Run) -> int:
 
 def _save(run: _Run, steps_done: int) -> Path:
     return save_checkpoint(run.run_dir, steps_done, run.policy.model, run.learner.state_dict(), _cursor(run),
-                           keep=run.cfg.checkpoint.keep)
+                           keep=run.cfg.checkpoint.keep, prompt=run.cfg.data.prompt_record())
 
 
 def _finish(run: _Run) -> Path:
     if run.cfg.checkpoint.every:
         _save(run, run.cfg.grpo.steps)
     adapter_dir = run.run_dir / "adapter"
-    run.policy.model.save_pretrained(str(adapter_dir))
+    save_adapter(run.policy.model, adapter_dir, run.cfg.data.prompt_record())
     return adapter_dir
 
 

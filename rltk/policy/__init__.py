@@ -7,7 +7,7 @@ Modules: :mod:`.devices` (device, dtype, autocast), :mod:`.sources` (aliases, ca
 :mod:`.hf` (the model under peft, KV-cache argument), :mod:`.decode` (the decode loop).
 """
 
-from rltk.policy.adapters import footprint_bytes, load_trainable_state, trainable_state
+from rltk.policy.adapters import PROMPT_FILE, footprint_bytes, load_trainable_state, read_prompt, save_adapter, trainable_state
 from rltk.policy.base import LoraSettings, ModelConfig, Policy, Quant, attach_lora, prepare_tokenizer
 from rltk.policy.decode import Decoded, Picker, decode, eos_token_ids
 from rltk.policy.devices import autocast, compute_dtype, default_device
@@ -20,6 +20,9 @@ from rltk.policy.tiny import tiny_policy, tiny_tokenizer
 
 __all__ = [
     "ALIASES",
+    "PROMPT_FILE",
+    "read_prompt",
+    "save_adapter",
     "DEFAULT_MODEL",
     "Decoded",
     "DenseSampler",

@@ -1,11 +1,38 @@
 """The LoRA tensors of a policy: read them out (``trainable_state``), copy them in (``load_trainable_state``),
-and the model's memory footprint."""
+save them as a peft adapter with the prompt they were trained with (``save_adapter``), and the model's
+memory footprint."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
+
+PROMPT_FILE = "rltk_prompt.json"  # beside a saved adapter: the system prompt and template it was trained with
+
+
+def save_adapter(model: Any, folder: str | Path, prompt: dict[str, Any] | None = None) -> Path:
+    """``model.save_pretrained(folder)`` (peft format) and, with ``prompt`` (``system_prompt``, ``prompt``
+    template, ``messages_column``), ``PROMPT_FILE`` beside it so an eval can ask the way training did."""
+    path = Path(folder)
+    model.save_pretrained(str(path))
+    if prompt is not None:
+        (path / PROMPT_FILE).write_text(json.dumps(prompt, indent=1) + "\n")
+    return path
+
+
+def read_prompt(folder: str | Path) -> dict[str, Any] | None:
+    """The training prompt recorded beside an adapter (None when there is none: an adapter from elsewhere)."""
+    path = Path(folder) / PROMPT_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def footprint_bytes(model: Any) -> int:

@@ -103,3 +103,14 @@ def test_shared_benchmark_files_load_and_validate(shared_data, task, rel, n):
     t.check_rows(rows)  # every row has the fields the task and its rewards need
     ids = [t.item_id(r, i) for i, r in enumerate(rows.rows)]
     assert len(set(ids)) == n  # item ids identify items (comparisons pair on them)
+
+
+def test_a_task_reads_a_parquet_file_through_datasets(tmp_path):
+    import datasets
+
+    p = tmp_path / "gsm8k.parquet"
+    datasets.Dataset.from_list([{"question": "a", "answer": "x #### 1"}, {"question": "b", "answer": None}]).to_parquet(p)
+    rows = read_rows(p)
+    assert rows.rows[0] == {"question": "a", "answer": "x #### 1"} and rows.where == ["gsm8k.parquet:row 1", "gsm8k.parquet:row 2"]
+    with pytest.raises(UserError, match=r"gsm8k\.parquet:row 2: row lacks field 'answer'"):
+        get_task("gsm8k").check_rows(rows)

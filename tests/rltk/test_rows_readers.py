@@ -46,3 +46,10 @@ def test_csv_unterminated_quote_is_one_line_error(tmp_path):
     path.write_text('question,answer\n"never closed,1\n')
     with pytest.raises(UserError, match=r"rows.csv:2: "):  # the quote runs to the end of the file: one short record
         read_rows(path)
+
+
+def test_unknown_format_lists_the_readable_ones(tmp_path):
+    path = tmp_path / "rows.txt"
+    path.write_text("hello\n")
+    with pytest.raises(UserError, match=r"rows\.txt: unknown data format \.txt \(use \.jsonl, \.json, \.tsv, \.csv, \.parquet or \.arrow\)"):
+        read_rows(path)
