@@ -14,10 +14,19 @@ length. ``None`` means "not applicable" and is excluded from means, never counte
 [1.0]
 >>> get_reward("format_answer", style="####")(["so #### 72"])
 [1.0]
+
+A reward that is not a built-in is called the way TRL's ``GRPOTrainer`` calls it: ``completions``
+by keyword when its first parameter is named ``completions`` or is one of the columns given (so
+``fn(completion_ids, **kwargs)`` gets the token ids), else positionally; an ``async def`` reward (or
+one returning an awaitable) is awaited. A callable taking neither ``completions``, ``prompts``,
+``completion_ids`` nor ``**kwargs`` is a *factory* (TRL's ``get_soft_overlong_punishment``): it is
+called once with ``params``, and what it returns is the reward (see :func:`get_reward`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextvars
 import functools
 import inspect
@@ -33,6 +42,22 @@ REWARDS: Registry = Registry("reward")
 
 # Columns a reward function may receive that are not dataset columns.
 NON_DATA_ARGS = {"completions", "prompts", "completion", "prompt", "kwargs", "completion_ids", "trainer_state", "self"}
+# Parameters by which a callable is known to be a reward, not a factory of one.
+REWARD_ARGS = ("completions", "prompts", "completion_ids")
+
+
+def is_conversational(prompt: Any) -> bool:
+    """TRL's test of a conversational prompt: a list whose first item is a message with a ``role``.
+
+    >>> is_conversational([{"role": "user", "content": "2+2?"}]), is_conversational("2+2?")
+    (True, False)
+    """
+    return isinstance(prompt, list) and bool(prompt) and isinstance(prompt[0], dict) and "role" in prompt[0]
+
+
+def chat_completion(text: str) -> list[dict[str, str]]:
+    """A completion in TRL's conversational form: one assistant message."""
+    return [{"role": "assistant", "content": text}]
 
 
 def completion_text(completion: Any) -> str:
@@ -140,7 +165,15 @@ class BuiltinReward:
 
 def get_reward(name_or_path: str | RewardFn, **params: Any) -> RewardFn:
     """A batch reward callable: a registered name (configured with ``params``), ``pkg.mod:fn`` or
-    ``file.py:fn`` (``params`` are bound as keyword arguments), or a callable."""
+    ``file.py:fn``, or a callable. A non-built-in comes back as a :class:`RewardCall` (called TRL's
+    way); its ``params`` are bound as keyword arguments, unless it is a factory (:func:`is_factory`):
+    then it is called with ``params`` and its product is the reward.
+
+    >>> def longer_than(size):   # a factory, like TRL's get_soft_overlong_punishment
+    ...     return lambda completion_ids, **kwargs: [float(len(ids) > size) for ids in completion_ids]
+    >>> get_reward(longer_than, size=2)(["ab", "abc"], completion_ids=[[1, 2], [1, 2, 3]])
+    [0.0, 1.0]
+    """
     if callable(name_or_path) and not isinstance(name_or_path, str):
         obj: Any = name_or_path
         label = getattr(obj, "__name__", repr(obj))
@@ -151,9 +184,82 @@ def get_reward(name_or_path: str | RewardFn, **params: Any) -> RewardFn:
         return from_dict(obj, dict(params), source=f"reward '{label}' params")
     if not callable(obj):
         raise UserError(f"reward '{label}' is not callable")
-    if params:
-        return functools.partial(obj, **params)
-    return obj
+    if isinstance(obj, BuiltinReward) and not params:
+        return obj
+    if is_factory(obj):
+        try:
+            obj = obj(**params)
+        except Exception as e:  # noqa: BLE001 - the config's params do not fit the factory
+            raise UserError(f"reward '{label}' is a factory (it takes no completions, prompts, completion_ids or "
+                            f"**kwargs): calling it with params {params} failed: {type(e).__name__}: {e}") from e
+        if not callable(obj):
+            raise UserError(f"reward factory '{label}' returned a {type(obj).__name__}, not a reward function")
+    elif params:
+        obj = functools.partial(obj, **params)
+    return obj if isinstance(obj, RewardCall) else RewardCall(obj)
+
+
+def _parameters(fn: Callable) -> list[inspect.Parameter] | None:
+    try:
+        return list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+
+
+def is_factory(fn: Callable) -> bool:
+    """True for a callable that makes a reward rather than being one: its signature is known and has no
+    ``completions``, ``prompts`` or ``completion_ids`` parameter and no ``**kwargs`` (a reward must take
+    ``**kwargs``, as TRL passes every column to every reward). A class is judged by its ``__init__``.
+
+    >>> is_factory(lambda max_len, cache=0: None), is_factory(lambda completions, **kw: None)
+    (True, False)
+    """
+    params = _parameters(fn)
+    if params is None:
+        return False
+    return not any(p.kind == p.VAR_KEYWORD or p.name in REWARD_ARGS for p in params)
+
+
+def settle(value: Any) -> Any:
+    """The value of an awaitable (an ``async def`` reward's coroutine), run to completion; else ``value``.
+    Inside a running event loop (a notebook) it runs on a fresh loop in a helper thread."""
+    if not inspect.isawaitable(value):
+        return value
+
+    async def wait() -> Any:
+        return await value
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rltk-async-reward") as pool:
+        return pool.submit(asyncio.run, wait()).result()
+
+
+class RewardCall:
+    """A user's (or TRL's) reward function, called the way TRL calls it (see the module docstring).
+    Picklable when ``fn`` is (a sandbox worker may receive it)."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+        params = _parameters(fn)
+        positional = [p for p in params or [] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+        first = positional[0] if positional else None
+        # None: always positional; "": keyword (no positional parameter); a name: keyword if it names completions or a column
+        self._first = None if params is None or (first is not None and first.kind != first.POSITIONAL_OR_KEYWORD) else (first.name if first else "")
+
+    def required_columns(self) -> set[str]:
+        return required_columns(self.fn)
+
+    def __call__(self, completions: list, **columns: Any) -> Any:
+        if self._first is not None and (self._first in ("", "completions") or self._first in columns):
+            return settle(self.fn(completions=completions, **columns))
+        return settle(self.fn(completions, **columns))
+
+    def __repr__(self) -> str:
+        return f"RewardCall({self.fn!r})"
 
 
 # --- failures that a reward reports about single samples ------------------------------------

@@ -11,7 +11,7 @@ From Python::
     result.adapter_dir, result.history[-1]["reward_mean"]
 """
 
-from rltk.grpo.config import (CheckpointConfig, EvalConfig, GRPOConfig, GRPOJobConfig, LogConfig,
+from rltk.grpo.config import (CheckpointConfig, EvalConfig, GRPOConfig, GRPOJobConfig, LogConfig, RewardSandboxConfig,
                               load_job_config)
 from rltk.grpo.job import JobResult, eval_task, run_job
 from rltk.grpo.loop import GRPOResult, train
@@ -25,6 +25,7 @@ __all__ = [
     "GRPOResult",
     "JobResult",
     "LogConfig",
+    "RewardSandboxConfig",
     "ScoredGroup",
     "build_train_batch",
     "eval_task",

@@ -95,6 +95,33 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class RewardSandboxConfig:
+    """The ``reward_sandbox:`` section: how user reward functions run (see ``rewards.RewardSet``)."""
+
+    processes: int = 0  # sandbox worker processes (0 = rewards' default, 4)
+    batch_timeout_s: float | None = None  # limit of the one call per batch (default 2 x reward_timeout_s)
+    breaker_after: int = 3  # consecutive scoring calls in which a reward timed out everywhere before it is dead (0 = never)
+    on_breaker: Literal["stop", "disable"] = "stop"  # a dead reward stops the run, or scores None from then on
+    memory_mb: int | None = 4096  # address space per worker (null = no limit)
+    network: bool = False  # workers get no network where the kernel allows a private network namespace
+    pass_env: list[str] = field(default_factory=list)  # environment variables passed to rewards (the rest is withheld)
+
+    def __post_init__(self) -> None:
+        check_range("processes", self.processes, low=0)
+        check_range("breaker_after", self.breaker_after, low=0)
+        if self.batch_timeout_s is not None:
+            check_range("batch_timeout_s", self.batch_timeout_s, low=0, low_open=True)
+        if self.memory_mb is not None:
+            check_range("memory_mb", self.memory_mb, low=1)
+
+    def options(self) -> dict[str, Any]:
+        """``RewardSet`` keyword arguments."""
+        return {"processes": self.processes, "batch_timeout_s": self.batch_timeout_s, "breaker_after": self.breaker_after,
+                "on_breaker": self.on_breaker, "memory_mb": self.memory_mb, "network": self.network,
+                "pass_env": tuple(self.pass_env)}
+
+
+@dataclass(frozen=True)
 class GRPOJobConfig:
     """``rltk grpo CONFIG``: every section of a GRPO run (YAML keys mirror these fields)."""
 
@@ -105,6 +132,7 @@ class GRPOJobConfig:
     rewards: list[RewardSpec] = field(default_factory=list)
     reward_timeout_s: float = 5.0
     reward_fail_steps: int = 1  # a reward failing on every sample of this many consecutive steps stops the run
+    reward_sandbox: RewardSandboxConfig = field(default_factory=RewardSandboxConfig)
     init_adapter: str | None = None  # a peft adapter folder to start from (e.g. an SFT run's adapter)
     warm_start: str | None = None  # an SFT config (YAML, relative to this file) run first; its adapter is the start
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -261,7 +261,7 @@ def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | No
     if reward_set is None:
         if not cfg.rewards:
             raise UserError("rewards: the config lists no rewards (add e.g. '- name: math_answer')")
-        reward_set = RewardSet(list(cfg.rewards), timeout_s=cfg.reward_timeout_s)
+        reward_set = RewardSet(list(cfg.rewards), timeout_s=cfg.reward_timeout_s, **cfg.reward_sandbox.options())
     data.check_rewards(reward_set)
     run_dir, ckpt = _open_run_dir(cfg, resume, claimed)
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
@@ -299,7 +299,8 @@ def _build(cfg: GRPOJobConfig, run_dir: Path, ckpt: Checkpoint | None, data: Dat
     elif hasattr(backend, "worker"):
         backend.worker.set_version(learner.version)
     if from_config and cfg.distributed.reward_tasks:  # Ray is up now (the backend started it)
-        reward_set = RayRewardSet(list(cfg.rewards), timeout_s=cfg.reward_timeout_s, shares=cfg.distributed.workers)
+        reward_set = RayRewardSet(list(cfg.rewards), timeout_s=cfg.reward_timeout_s, shares=cfg.distributed.workers,
+                                  options=cfg.reward_sandbox.options())
     start = ckpt.step if ckpt is not None else 0
     log = MetricsLog(run_dir, correct_key=reward_key(accuracy_label(cfg.rewards)), format_key=reward_key(format_label(cfg.rewards)),
                      max_new_tokens=cfg.sampling.max_new_tokens, tensorboard=cfg.log.tensorboard)

@@ -15,8 +15,9 @@ REWARD_TASK_CPUS = 0.5  # rewards are light; a fraction keeps them schedulable b
 
 def _score_share(reward_args: tuple, completions: list, columns: dict[str, Any]) -> Any:
     """Ray task body: score one share with a RewardSet built from the same specs (same time limits, same sandbox)."""
-    specs, timeout_s, fallback, processes = reward_args
-    return RewardSet(specs, timeout_s=timeout_s, fallback=fallback, processes=processes).score(completions, **columns)
+    specs, timeout_s, fallback, options = reward_args
+    # built per task: the circuit breaker's count of timed-out calls does not carry over between Ray tasks
+    return RewardSet(specs, timeout_s=timeout_s, fallback=fallback, **options).score(completions, **columns)
 
 
 def merge_scores(parts: Sequence[Any], offsets: Sequence[int]) -> Any:
@@ -53,15 +54,16 @@ class RayRewardSet:
     """
 
     def __init__(self, specs: Sequence[Any], timeout_s: float = 5.0, fallback: float | None = None,
-                 processes: int = 0, shares: int = 2):
+                 shares: int = 2, options: dict[str, Any] | None = None):
         import ray
 
         if not ray.is_initialized():
             raise RuntimeError("RayRewardSet needs Ray running (create the Ray rollout backend first)")
-        self.local = RewardSet(specs, timeout_s=timeout_s, fallback=fallback, processes=processes)
+        options = dict(options or {})
+        self.local = RewardSet(specs, timeout_s=timeout_s, fallback=fallback, **options)
         self.labels = self.local.labels
         self.shares = max(1, int(shares))
-        self._args = (list(specs), timeout_s, fallback, processes)
+        self._args = (list(specs), timeout_s, fallback, options)
         self._task = ray.remote(num_cpus=REWARD_TASK_CPUS, max_retries=1)(_score_share)
 
     def required_columns(self) -> set[str]:

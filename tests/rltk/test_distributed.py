@@ -363,6 +363,25 @@ def test_pipelined_grpo_samples_one_step_off_policy_and_completes(backend, tmp_p
     assert [r["policy_version"] for r in result.history] == [1, 2, 3]
 
 
+def test_reward_tasks_score_grpo_rewards_on_ray_with_the_same_result(backend, tmp_path, monkeypatch):
+    """``distributed.reward_tasks: true``: the run's rewards are scored as Ray tasks (one share per worker),
+    and the run is the same as with in-process scoring."""
+    import dataclasses
+
+    from rltk.grpo import train
+    from rltk.rollouts.ray_rewards import RayRewardSet
+
+    calls = []
+    score = RayRewardSet.score
+    monkeypatch.setattr(RayRewardSet, "score", lambda self, *a, **k: calls.append(self.shares) or score(self, *a, **k))
+    plain = train(grpo_job(tmp_path, "plain", steps=2), backend=Recorder(backend), live=False)
+    job = grpo_job(tmp_path, "tasks", steps=2)
+    job = dataclasses.replace(job, distributed=dataclasses.replace(job.distributed, reward_tasks=True))
+    tasks = train(job, backend=Recorder(backend), live=False)
+    assert calls == [2, 2]  # one scoring call per step, split over the 2 workers
+    assert [r["reward_mean"] for r in tasks.history] == [r["reward_mean"] for r in plain.history]
+
+
 def test_killed_worker_is_restarted_its_prompts_regenerated_then_restarts_run_out(backend):
     """Kill a worker's process mid-rollout: Ray restarts it, it gets the step's adapter again, its share is redone
     with the same seed (so the step's groups equal an undisturbed run); once no restarts are left: a clear UserError."""
@@ -414,25 +433,6 @@ def test_rewards_scored_as_ray_tasks_equal_in_process_scoring_and_keep_time_limi
     assert remote.components == local.components and remote.total == pytest.approx(local.total)
     assert remote.components["len"][3] is None and remote.failures == local.failures == {"correct": 0, "len": 1}
     assert remote.errors["len"] == local.errors["len"] and remote.errors["len"][0].startswith("sample 3:")
-
-
-def test_reward_tasks_score_grpo_rewards_on_ray_with_the_same_result(backend, tmp_path, monkeypatch):
-    """``distributed.reward_tasks: true``: the run's rewards are scored as Ray tasks (one share per worker),
-    and the run is the same as with in-process scoring."""
-    import dataclasses
-
-    from rltk.grpo import train
-    from rltk.rollouts.ray_rewards import RayRewardSet
-
-    calls = []
-    score = RayRewardSet.score
-    monkeypatch.setattr(RayRewardSet, "score", lambda self, *a, **k: calls.append(self.shares) or score(self, *a, **k))
-    plain = train(grpo_job(tmp_path, "plain", steps=2), backend=Recorder(backend), live=False)
-    job = grpo_job(tmp_path, "tasks", steps=2)
-    job = dataclasses.replace(job, distributed=dataclasses.replace(job.distributed, reward_tasks=True))
-    tasks = train(job, backend=Recorder(backend), live=False)
-    assert calls == [2, 2]  # one scoring call per step, split over the 2 workers
-    assert [r["reward_mean"] for r in tasks.history] == [r["reward_mean"] for r in plain.history]
 
 
 def test_reward_tasks_without_workers_is_a_config_error():
