@@ -13,6 +13,7 @@ path, and the sandboxed path (one batch call; per-row calls in parallel when the
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 import math
 import numbers
@@ -20,6 +21,7 @@ import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from rewards.core import collect_failures
@@ -77,7 +79,8 @@ def check_list(result: Any, n: int) -> tuple[list[float | None] | None, list[tup
     """``(values, per-sample errors, None)`` for a list of ``n``; ``(None, [], why)`` for anything else."""
     if not isinstance(result, (list, tuple)) or len(result) != n:
         got = f"a {type(result).__name__}" + (f" of length {len(result)}" if isinstance(result, (list, tuple)) else "")
-        return None, [], f"returned {got}, expected a list of {n} scores"
+        hint = " (a reward factory? one that takes **kwargs is called as the reward itself)" if callable(result) else ""
+        return None, [], f"returned {got}, expected a list of {n} scores{hint}"
     values: list[float | None] = []
     errs: list[tuple[int, str]] = []
     for i, v in enumerate(result):
@@ -86,6 +89,17 @@ def check_list(result: Any, n: int) -> tuple[list[float | None] | None, list[tup
         if err:
             errs.append((i, err))
     return values, errs, None
+
+
+def portable_columns(columns: dict[str, Any]) -> dict[str, Any]:
+    """The columns as a sandbox worker gets them: a ``trainer_state`` (a ``transformers.TrainerState``,
+    whose unpickling would import torch in the worker, seconds taken from the reward's time limit)
+    becomes a ``types.SimpleNamespace`` with the same attributes (``global_step``, ``max_steps``, ``epoch``...)."""
+    state = columns.get("trainer_state")
+    if state is None or isinstance(state, type) or not dataclasses.is_dataclass(state):
+        return columns
+    view = SimpleNamespace(**{f.name: getattr(state, f.name) for f in dataclasses.fields(state)})
+    return {**columns, "trainer_state": view}
 
 
 def sample_columns(columns: dict[str, Any], i: int, n: int) -> dict[str, Any]:
@@ -161,7 +175,7 @@ def run_sandboxed(pool: SandboxPool, target: Target, completions: list, columns:
     other calls are killed. So a hanging row costs about one ``timeout_s`` per call, and a batch that
     is merely slow still counts as a batch (a batch-relative reward keeps its meaning). Invalid
     values in a list of the right length fail only their samples."""
-    n = len(completions)
+    n, columns = len(completions), portable_columns(columns)
     ran = Ran([None] * n)
     if n == 0:
         return ran

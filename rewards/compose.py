@@ -49,7 +49,12 @@ log = logging.getLogger("rewards")
 
 @dataclass(frozen=True)
 class RewardSpec:
-    """One component: a registry name or ``module:fn`` / ``file.py:fn``, its weight and knobs."""
+    """One component: a registry name or ``module:fn`` / ``file.py:fn``, its weight and knobs.
+
+    ``params``: a built-in's settings; for a function, keyword arguments bound to it — or, when it is
+    a reward factory (no ``completions``/``prompts``/``completion_ids`` parameter and no ``**kwargs``,
+    e.g. ``trl.rewards:get_soft_overlong_punishment``), the arguments it is called with once to make
+    the reward (:func:`rewards.core.is_factory`)."""
 
     name: str
     weight: float = 1.0
@@ -92,6 +97,9 @@ BATCH_TIMEOUT_FACTOR = 2.0  # default batch_timeout_s = this x timeout_s
 PROCESSES_AUTO = 4
 NETWORK_ERRORS = ("Network is unreachable", "Temporary failure in name resolution")
 NO_NETWORK_HINT = " (reward workers have no network unless the set has network=True)"
+CHAT_ERROR = "string indices must be integers"  # a conversational reward (completion[0]["content"]) given text
+CHAT_HINT = (" (the reward reads chat completions, completion[0]['content']; it gets them where the rows' 'prompt' "
+             "column is a list of messages, TRL's conversational format)")
 
 
 @dataclass
@@ -280,6 +288,8 @@ class RewardSet:
             self._trip(c)
         if not self.isolation.network:
             ran.errs = [(i, m + NO_NETWORK_HINT if any(x in m for x in NETWORK_ERRORS) else m) for i, m in ran.errs]
+        if completions and isinstance(completions[0], str):
+            ran.errs = [(i, m + CHAT_HINT if CHAT_ERROR in m else m) for i, m in ran.errs]
         return ran
 
     def _trip(self, c: _Component) -> None:
@@ -297,8 +307,9 @@ class RewardSet:
 
 
 def _pickled_target(fn: Callable) -> tuple | None:
-    qual = getattr(fn, "__qualname__", "")
-    if getattr(fn, "__module__", "__main__") == "__main__" or "<" in qual:
+    inner = getattr(fn, "fn", fn)  # a RewardCall: judge the function it calls
+    qual = getattr(inner, "__qualname__", "")
+    if getattr(inner, "__module__", "__main__") == "__main__" or "<" in qual:
         log.warning("reward %r cannot be sent to a sandbox worker (defined in __main__ or a closure): it runs "
                     "in-process with exceptions isolated but no hard time limit; give it as module:fn or file.py:fn", fn)
         return None

@@ -1,5 +1,14 @@
 """From rollouts to the learner's batch: score every completion (each reward component kept), find
-the components that mean "correct" and "format", flatten groups and advantages into a TrainBatch."""
+the components that mean "correct" and "format", flatten groups and advantages into a TrainBatch.
+
+Rewards are called as TRL's ``GRPOTrainer`` calls them (:func:`score_groups`): ``completions`` are
+TRL's conversational form, ``[{"role": "assistant", "content": text}]``, for a row whose ``prompt``
+column is a list of messages (TRL's conversational dataset format), and plain strings otherwise —
+also when a template turned a text column into the chat prompt. ``prompts`` are the chat messages of
+each row (as the policy saw them), ``completion_ids`` the sampled token ids, ``trainer_state`` a
+``transformers.TrainerState`` (``global_step``: steps done, ``max_steps``, ``epoch``), and every row
+column is passed by its name.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from rewards import RewardScores, RewardSet, RewardSpec
+from rewards.core import chat_completion, is_conversational
 from rltk.learner import TrainBatch
 from rltk.loss import BatchTotals
 from rltk.rollouts import RolloutGroup
@@ -42,18 +52,35 @@ def valid_mask(scored: Sequence[ScoredGroup]) -> torch.Tensor:
     return torch.tensor([[not s.failed_at(j) for j in range(len(s.rewards))] for s in scored], dtype=torch.bool)
 
 
-def score_groups(reward_set: RewardSet, groups: Sequence[RolloutGroup],
-                 prompts: Sequence[Any] | None = None) -> tuple[list[ScoredGroup], RewardScores]:
+def trainer_state(step: int, max_steps: int, epoch: float | None = None) -> Any:
+    """The ``transformers.TrainerState`` rewards get as ``trainer_state`` (as in TRL): ``global_step`` =
+    ``step`` (optimizer steps done before this one), ``max_steps``, ``epoch`` (passes over the data, a float).
+
+    >>> s = trainer_state(3, 10, 0.75)
+    >>> (s.global_step, s.max_steps, s.epoch)
+    (3, 10, 0.75)
+    """
+    from transformers import TrainerState
+
+    return TrainerState(epoch=None if epoch is None else float(epoch), global_step=int(step), max_steps=int(max_steps))
+
+
+def score_groups(reward_set: RewardSet, groups: Sequence[RolloutGroup], prompts: Sequence[Any] | None = None,
+                 trainer_state: Any = None) -> tuple[list[ScoredGroup], RewardScores]:
     """One ``RewardSet.score`` call over every completion of ``groups``: each row's columns (and its chat
-    prompt as ``prompts``, and the completion's token ids as ``completion_ids``) repeated per completion."""
-    texts = [t for g in groups for t in g.texts]
-    columns: dict[str, list[Any]] = {}
+    prompt as ``prompts``, and the completion's token ids as ``completion_ids``) repeated per completion,
+    plus ``trainer_state`` when given; completions are conversational where the row's ``prompt`` is
+    (see the module docstring)."""
+    texts = [chat_completion(t) if is_conversational(g.row.get("prompt")) else t for g in groups for t in g.texts]
+    columns: dict[str, Any] = {}
     keys = sorted({k for g in groups for k in g.row})
     for k in keys:
         columns[k] = [g.row.get(k) for g in groups for _ in g.texts]
     if prompts is not None:
         columns["prompts"] = [p for p, g in zip(prompts, groups) for _ in g.texts]
     columns["completion_ids"] = [c for g in groups for c in g.completion_ids]
+    if trainer_state is not None:
+        columns["trainer_state"] = trainer_state
     scores = reward_set.score(texts, **columns)
     out, i = [], 0
     for g in groups:
