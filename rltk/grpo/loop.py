@@ -42,7 +42,7 @@ from rltk.data import Dataset, PromptStream, load_dataset
 from rltk.grpo.config import GRPOJobConfig
 from rltk.grpo.record import PhaseTimer, StepOutcome, reward_key, sample_records, step_record
 from rltk.grpo.scoring import (ScoredGroup, StepRollouts, accuracy_label, build_train_batch, format_label, score_groups,
-                               valid_mask)
+                               trainer_state, valid_mask)
 from rltk.learner import Learner, LossConfig, UpdateStats
 from rltk.metrics import LiveView, MetricsLog, grpo_columns
 from rltk.policy import Policy, policy_from_config, save_adapter, trainable_state
@@ -172,7 +172,8 @@ def _rollout_and_score(run: _Run, step: int, timer: PhaseTimer) -> StepRollouts:
         with timer("generate"):
             groups = run.backend.collect(handle)
         with timer("reward"):
-            scored, scores = score_groups(run.reward_set, groups, [r.messages for r in requests])
+            scored, scores = score_groups(run.reward_set, groups, [r.messages for r in requests],
+                                          trainer_state=trainer_state(step, g.steps, run.stream.cursor / run.stream.n))
         _count_failures(run, out, scores)
         out.drawn += len(requests)
         draw += 1
