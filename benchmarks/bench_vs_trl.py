@@ -4,8 +4,11 @@ Both tools get the same work on this machine's CPU: SmolLM2-135M-Instruct (the e
 LoRA r=16 / alpha=32 on all linear layers (QLoRA: bitsandbytes NF4 with double quantization, bf16 compute),
 4 prompts x 8 completions x <= 48 new tokens per step, temperature 1.0, lr 1e-5, no KL (beta 0), the
 per-sequence GRPO loss, the same micro-batch (``--micro`` sequences per forward/backward), the same
-arithmetic rows and the same two TRL-signature reward functions defined below. TRL runs with
-``gradient_checkpointing=False`` (its default is True; rltk's is False: recomputation is not the same work).
+arithmetic rows and the same two TRL-signature reward functions defined below, called in-process by both
+(``--rltk-rewards sandbox``: rltk's default for ``file.py:fn`` rewards, worker processes). TRL runs with
+``gradient_checkpointing=False`` (its default is True; rltk's is False: recomputation is not the same work) and
+``bf16=False`` (fp32; ``--trl-bf16``: its default, bf16 autocast). rltk runs as configured by default on CPU
+(QLoRA: loaded in 4 bits, then trained on a dense bf16 copy of the base, ``grpo.dense_base``).
 
 Each (config, tool) run is its own process (peak RSS = ``VmHWM`` of that process, model loading included);
 the runs alternate rltk / TRL (round 1: rltk-LoRA, TRL-LoRA, rltk-QLoRA, TRL-QLoRA; round 2: the same ...) so
@@ -97,7 +100,8 @@ def _rows() -> list[dict]:
 
 
 def _linear4bit(model) -> int:
-    """Linear layers held in 4 bits (bitsandbytes ``Linear4bit``): shows a QLoRA run really is 4-bit."""
+    """bitsandbytes ``Linear4bit`` layers left in the trained model (rltk on CPU: 0, its ``dense_base`` trains on a
+    dense bf16 copy of the base dequantized once from the 4-bit load; see rltk.policy.memory.dense_frozen_base)."""
     return sum(type(m).__name__ == "Linear4bit" and type(m).__module__.startswith("bitsandbytes") for m in model.modules())
 
 
