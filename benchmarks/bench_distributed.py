@@ -43,6 +43,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from machine_info import machine_line  # noqa: E402  (benchmarks/, the script's folder)
 from rltk.cli import quiet_libraries  # noqa: E402
 
 # silence the libraries' load-time chatter before rltk.models loads them (bitsandbytes' kernel notice, ...)
@@ -315,6 +316,7 @@ def main() -> None:
     console.print(sync_table(results, lora_bytes, nf4_bytes, full_bytes, full_s))
     console.print(throughput_table(results, cores, args.rounds))
     console.print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes share these cores)")
+    console.print(machine_line())
 
 
 if __name__ == "__main__":

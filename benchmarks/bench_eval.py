@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from machine_info import machine_line  # benchmarks/ (the script's folder)
 from evals.generation import GenerationSettings, GenerationStats, generate, render_prompts
 from evals.tasks import get_task
 from rltk.policy import autocast, load_policy
@@ -97,6 +98,7 @@ def main() -> None:
         table.add_row(name, f"{ips:.2f}", f"{tps:.1f}", f"{tps / base_tps:.2f}x" if name != "baseline" else "1.00x",
                       f"{statistics.median(s for s, _ in v):.1f}", f"{100 * same:.0f}%")
     console.print(table)
+    console.print(machine_line())
     console.print(f"baseline: one prompt at a time through model.generate; {base_ips:.2f} items/s, {base_tps:.1f} tokens/s")
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch  # before rltk.cli, which defaults OMP_WAIT_POLICY: the runs' policy is the one --omp-wait gives
 
+from machine_info import machine_line, rss_mb  # benchmarks/ (the script's folder)
 from rltk.cli import quiet_libraries
 from rltk.core.config import from_dict
 from rltk.grpo import GRPOJobConfig, train
@@ -50,14 +51,6 @@ CONFIGS = {
 def length_shaping(completions, **columns):
     """Benchmark-only reward: a continuous term so every group has a reward spread."""
     return [-abs(len(c) - 40) / 40 for c in completions]
-
-
-def _rss_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _reset_peak() -> bool:
@@ -88,13 +81,13 @@ def run_one(name: str, steps: int, out: str) -> None:
     torch.manual_seed(0)
     policy = policy_from_config(cfg.model)
     load_s = time.perf_counter() - t0
-    load_peak = _rss_mb("VmHWM")
+    load_peak = rss_mb("VmHWM")
     reset = _reset_peak()
     result = train(cfg, policy=policy)
     hist = result.history
     Path(out).write_text(json.dumps({
         "name": name, "load_s": load_s, "load_peak_mb": load_peak,
-        "train_peak_mb": _rss_mb("VmHWM") if reset else None, "process_peak_mb": max(load_peak, _rss_mb("VmHWM")),
+        "train_peak_mb": rss_mb("VmHWM") if reset else None, "process_peak_mb": max(load_peak, rss_mb("VmHWM")),
         "steps": [{k: h.get(k) for k in ("seconds/step", "seconds/generate", "seconds/reward", "seconds/learn",
                                          "generated_tokens", "tokens_per_s", "sequences_learned", "learn_tokens")}
                   for h in hist],
@@ -148,6 +141,7 @@ def main() -> None:
                       f"{med['seconds/learn']:.1f}", f"{med['tokens_per_s']:.0f}",
                       f"{r['train_peak_mb']:.0f} MB" if r["train_peak_mb"] else "–", f"{peak:.0f} MB")
     Console(width=200).print(table)
+    print(machine_line())
     print(json.dumps(results))
 
 

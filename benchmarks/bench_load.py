@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 
+from machine_info import machine_line  # benchmarks/ (the script's folder)
+
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
@@ -62,6 +64,7 @@ def main() -> None:
         t.add_row(name, quant, f"{statistics.median(r['load_s'] for r in rs):.2f}", f"{fp:.0f}",
                   f"{statistics.median(r['peak_rss_mb'] for r in rs):.0f}", f"{fp / fp32:.2f}")
     Console().print(t)
+    print(machine_line())
 
 
 if __name__ == "__main__":

@@ -17,29 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 from pathlib import Path
 
 import torch
 
+from machine_info import cpu_model  # benchmarks/ (the script's folder)
 from rltk.cli import quiet_libraries
 from rltk.core.config import from_dict
 from rltk.grpo import GRPOJobConfig, train
 from rltk.policy import policy_from_config
 
 FIXTURES = Path(__file__).resolve().parent / "reward_fixtures.py"  # light: sandbox workers import it
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def job(reward: str, steps: int, timeout: float, run_dir: str, seed: int) -> GRPOJobConfig:

@@ -27,6 +27,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.table import Table
 
+from machine_info import machine_line  # benchmarks/ (the script's folder)
 from rewards import get_reward
 from rewards.math import check_symbolic, normalize, plain_number
 from rewards.sandbox import get_pool
@@ -168,6 +169,7 @@ def main() -> int:
     console = Console()
     console.print(table)
     console.print(lat)
+    console.print(machine_line())
     return 0 if ok and worst <= args.timeout + 2.0 else 1
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from machine_info import cpu_model, rss_mb  # benchmarks/ (the script's folder)
 from rewards import RewardSet, RewardSpec
 from rltk.cli import quiet_libraries
 from rltk.core.config import from_dict
@@ -77,22 +78,6 @@ def exact_answer_reward(completions, answer, **kwargs) -> list[float]:
         got = m.group(1) if m else (nums[-1] if nums else "")
         out.append(1.0 if got.replace(",", "").rstrip(".") == str(want) else 0.0)
     return out
-
-
-def _rss_mb(field: str = "VmHWM") -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "unknown")
-    except OSError:
-        return "unknown"
 
 
 def _rows() -> list[dict]:
@@ -205,7 +190,7 @@ def run_one(name: str, args: argparse.Namespace) -> None:
             res.update(run_trl(CONFIGS[config], args.steps, args.micro, args.trl_bf16))
     except Exception as e:  # reported as the row's error line, never as a number
         res["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
-    res["peak_rss_mb"] = _rss_mb()
+    res["peak_rss_mb"] = rss_mb()
     Path(args.out).write_text(json.dumps(res))
 
 
@@ -272,7 +257,7 @@ def _header(args: argparse.Namespace, load_start: tuple, load_end: tuple, thread
     return [f"GRPO step, rltk vs TRL {trl.__version__}: SmolLM2-135M-Instruct + LoRA r=16 all-linear, "
             f"{PROMPTS} prompts x {GENERATIONS} completions x <= {MAX_NEW_TOKENS} tokens, micro-batch {args.micro}; "
             f"median of steps 2-{args.steps} per run, median over {args.rounds} round(s)",
-            f"CPU: {_cpu_model()} ({os.cpu_count()} cores), torch {torch.__version__}, torch threads per run: "
+            f"CPU: {cpu_model()} ({os.cpu_count()} cores), torch {torch.__version__}, torch threads per run: "
             f"{','.join(map(str, sorted(threads))) or '?'}, OMP_WAIT_POLICY={args.omp_wait}; TRL bf16={args.trl_bf16}, "
             f"gradient_checkpointing=False; rltk rewards {args.rltk_rewards}",
             "load average (1/5/15 min): start " + " ".join(f"{x:.2f}" for x in load_start)

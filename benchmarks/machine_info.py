@@ -1,0 +1,33 @@
+"""What every benchmark prints beside its figures: the CPU model and the cores/threads it ran on (the same
+benchmark differs 2x between CPU types; compare figures only within one run), and this process's memory."""
+
+from __future__ import annotations
+
+import os
+
+
+def cpu_model() -> str:
+    """``model name`` of /proc/cpuinfo (``unknown`` where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "unknown")
+    except OSError:
+        return "unknown"
+
+
+def machine_line() -> str:
+    """``CPU: <model>, N cores (M usable), load average L`` — one line for a benchmark's header."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"CPU: {cpu_model()}, {os.cpu_count()} cores ({usable} usable), load average {os.getloadavg()[0]:.2f}"
+
+
+def rss_mb(field: str = "VmHWM") -> float:
+    """A memory figure of this process from /proc/self/status in MB (``VmHWM``: peak RSS; ``VmRSS``: now)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+__all__ = ["cpu_model", "machine_line", "rss_mb"]
