@@ -54,12 +54,20 @@ def checkpoint_root(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The step a checkpoint folder (``step-000010``) was saved at."""
+    m = STEP_DIR.match(Path(path).name)
+    if m is None:
+        raise ValueError(f"{path} is not a checkpoint folder (step-NNNNNN)")
+    return int(m.group(1))
+
+
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first (temporary folders of an interrupted save are skipped)."""
     root = checkpoint_root(run_dir)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := STEP_DIR.match(p.name))
+    found = [(checkpoint_step(p), p) for p in root.iterdir() if p.is_dir() and STEP_DIR.match(p.name)
              and (p / "state.pt").is_file()]
     return [p for _, p in sorted(found)]
 

@@ -25,7 +25,7 @@ from rltk.grpo.loop import GRPOResult, train
 from rltk.metrics import LiveView
 from rltk.policy import DenseSampler, Policy, compute_dtype, policy_from_config
 from rltk.plot import plot_run
-from rltk.checkpoint import STEP_DIR, list_checkpoints
+from rltk.checkpoint import checkpoint_step, list_checkpoints
 from rltk.runs import check_resume, claim_run_dir, record_resume, release_if_unused
 from rltk.sft import load_sft_config, warm_start
 
@@ -85,7 +85,7 @@ def _job_dir(cfg: GRPOJobConfig, resume: str | Path | None) -> Path:
         raise UserError(f"--resume: run folder {resume} does not exist")
     config = to_dict(dataclasses.replace(cfg, run_dir=str(run_dir)))
     found = list_checkpoints(run_dir)
-    step = int(STEP_DIR.match(found[-1].name).group(1)) if found else 0  # type: ignore[union-attr]
+    step = checkpoint_step(found[-1]) if found else 0
     record_resume(run_dir, config, step, check_resume(run_dir, config))
     return run_dir
 
