@@ -24,7 +24,7 @@ def _add_reward_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", metavar="LABEL.KEY=VALUE", help="a reward's parameter; repeatable")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per sample for sandboxed rewards (default 5)")
     p.add_argument("--fallback", type=float, default=None, help="score for a sample whose reward failed (default: none)")
-    p.add_argument("--processes", type=int, default=0, help="sandbox worker processes (default 4)")
+    p.add_argument("--processes", type=int, default=0, help="sandbox worker processes (default 8)")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

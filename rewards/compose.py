@@ -94,7 +94,7 @@ MAX_ERRORS_KEPT = 5
 BATCH_TIMEOUT_FACTOR = 2.0  # default batch_timeout_s = this x timeout_s
 # processes=0: this many sandbox workers, whatever the CPU count: a hanging batch call holds one while
 # per-row calls run on the others, and workers mostly wait (a hang costs a worker, rarely a core).
-PROCESSES_AUTO = 4
+PROCESSES_AUTO = 8
 NETWORK_ERRORS = ("Network is unreachable", "Temporary failure in name resolution")
 NO_NETWORK_HINT = " (reward workers have no network unless the set has network=True)"
 CHAT_ERROR = "string indices must be integers"  # a conversational reward (completion[0]["content"]) given text

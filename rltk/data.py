@@ -23,11 +23,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from evals.arithmetic import make_problems, worked_solution
 from rltk.core.errors import UserError
-from rltk.core.registry import Registry
 from rltk.core.rows import Rows, load_hub_rows, read_rows
 from rltk.core.templates import fill, template_fields
+from rltk.sources import SOURCES, generated_rows, is_generated
 
 DEFAULT_PROMPT, DEFAULT_COMPLETION = "{question}", "{solution}"
 
@@ -57,7 +56,7 @@ class DataConfig:
     read back as the template ``"{q}"``.
     """
 
-    source: str = "arithmetic"  # a registered source (SOURCES: "arithmetic"), a .jsonl/.json/.csv/.tsv/.parquet/.arrow file or save_to_disk folder, or "hf:ORG/NAME"
+    source: str = "arithmetic"  # a registered source (SOURCES: "arithmetic", "NAME:ARG" for a family), a .jsonl/.json/.csv/.tsv/.parquet/.arrow file or save_to_disk folder, or "hf:ORG/NAME"
     split: str = "train"  # arithmetic and hub datasets: which split
     hf_config: str | None = None  # hub dataset configuration name
     limit: int | None = None  # use the first N rows (arithmetic: generate N problems; default 5000)
@@ -71,6 +70,7 @@ class DataConfig:
     digits: int = 2
     mul_digits: int | None = None
     data_seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # a generated source's own options (e.g. steps)
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -250,28 +250,11 @@ def _text_content(message: dict[str, Any], where: str, column: str) -> str:
     return message["content"]
 
 
-SOURCES: Registry = Registry("data source")  # generated rows: name -> fn(DataConfig) -> Rows
-
-
-@SOURCES.register("arithmetic")
-def arithmetic_rows(cfg: DataConfig) -> Rows:
-    """Generated arithmetic (:mod:`evals.arithmetic`): the train split never overlaps the held-out test split."""
-    try:
-        rows = make_problems(cfg.split, cfg.limit or 5000, seed=cfg.data_seed, ops=cfg.ops, digits=cfg.digits,
-                             mul_digits=cfg.mul_digits)
-    except ValueError as e:
-        raise UserError(f"data: arithmetic: {e}") from e
-    for r in rows:
-        r["solution"] = worked_solution(r)
-    where = [f"arithmetic[{cfg.split}][{i}]" for i in range(len(rows))]
-    return Rows(rows, where, f"arithmetic:{cfg.split}:seed={cfg.data_seed}")
-
-
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Rows for ``cfg`` (see :class:`DataConfig`): a registered source (:data:`SOURCES`), ``hf:ORG/NAME`` or a
     file; UserError naming the file, line or key on bad input."""
-    if cfg.source in SOURCES:
-        loaded = SOURCES.get(cfg.source)(cfg)
+    if is_generated(cfg.source):
+        loaded = generated_rows(cfg)
     elif cfg.source.startswith("hf:"):
         loaded = load_hub_rows(cfg.source[3:], cfg.split, cfg.hf_config)
     else:
