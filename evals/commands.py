@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evals.compare import compare
+from evals.reasoning import compare_reasoning
 from evals.items import check_limit
 from evals.report import comparison_markdown, comparison_table, per_class_table, result_markdown, result_table
 from evals.result import EvalResult, load_result
@@ -156,13 +157,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UserError(f"--resamples must be >= 100, got {args.resamples}")
     a, b = load_result(args.a), load_result(args.b)
     c = compare(a, b, alpha=args.alpha, n_resamples=args.resamples, seed=args.seed)
+    more = compare_reasoning(a, b, alpha=args.alpha, n_resamples=args.resamples, seed=args.seed)
     console = Console()
     console.print(comparison_table(c, a_label=f"A {args.a}", b_label=f"B {args.b}"))
     console.print(c.verdict, style="bold", highlight=False)
+    for r in more:
+        console.print(f"{r.metric}: {r.verdict}", highlight=False)
     if args.markdown:
-        Path(args.markdown).expanduser().write_text(comparison_markdown(c, a, b), encoding="utf-8")
+        text = comparison_markdown(c, a, b) + "".join(f"\n**{r.metric}**: {r.verdict}\n" for r in more)
+        Path(args.markdown).expanduser().write_text(text, encoding="utf-8")
     if args.output:
-        Path(args.output).expanduser().write_text(json.dumps(c.to_dict(), indent=1) + "\n", encoding="utf-8")
+        out = {**c.to_dict(), "reasoning": [r.to_dict() for r in more]}
+        Path(args.output).expanduser().write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return 0
 
 

@@ -19,7 +19,7 @@ or different items are refused: an unpaired difference says little about two che
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from evals.result import EvalResult
 from evals.stats import mcnemar_exact, paired_bootstrap, wilcoxon_signed_rank
@@ -45,6 +45,7 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     p_floor: float = 0.0  # the smallest p the test can give (bootstrap: 1 / (resamples + 1)); reached = "p <= floor"
     p_wilcoxon: float | None = None  # graded scores: Wilcoxon signed-rank test of the per-item differences
+    lower_is_better: bool = False  # e.g. the share of lucky answers: B is better when it is lower
 
     @property
     def significant(self) -> bool:
@@ -60,9 +61,10 @@ class Comparison:
             detail += f"; Wilcoxon signed-rank p = {self.p_wilcoxon:.2g}"
         level = f"({100 * self.b_mean:.1f}% vs {100 * self.a_mean:.1f}%)"
         a, b = self.a_name, self.b_name
-        if self.significant and self.diff > 0:
+        gain = -self.diff if self.lower_is_better else self.diff
+        if self.significant and gain > 0:
             return f"{b} better than {a}: {pts:+.1f} points {level}, {pval} ({detail})"
-        if self.significant and self.diff < 0:
+        if self.significant and gain < 0:
             return f"{b} worse than {a}: {pts:+.1f} points {level}, {pval} ({detail})"
         return f"no significant difference: {b} - {a} = {pts:+.1f} points {level}, {pval} ({detail})"
 
@@ -85,6 +87,7 @@ class Comparison:
             "significant": self.significant,
             "improved": self.improved,
             "regressed": self.regressed,
+            "lower_is_better": self.lower_is_better,
             "verdict": self.verdict,
             "notes": self.notes,
         }
@@ -96,7 +99,15 @@ def _metric_name(r: EvalResult) -> str:
     return "accuracy" if r.n_samples == 1 else f"pass@1 ({r.n_samples} samples)"
 
 
-def _paired_scores(a: EvalResult, b: EvalResult, wa: str, wb: str) -> tuple[list[str], list[float], list[float]]:
+ItemScore = Callable[[dict[str, Any]], "float | None"]  # a record -> its score (None: not measured)
+
+
+def _record_score(record: dict[str, Any]) -> float:
+    return float(record["score"])
+
+
+def _paired_scores(a: EvalResult, b: EvalResult, wa: str, wb: str,
+                   score: ItemScore = _record_score) -> tuple[list[str], list[float], list[float]]:
     """The item ids (in ``a``'s order) and both runs' scores on them; UserError unless both runs
     are of the same task, on the same items with the same content, and both graded or both pass/fail."""
     if a.task != b.task:
@@ -118,7 +129,11 @@ def _paired_scores(a: EvalResult, b: EvalResult, wa: str, wb: str) -> tuple[list
     if a.config.get("binary") != b.config.get("binary"):
         raise UserError(f"cannot compare a graded run with a pass/fail run ({wa} vs {wb})")
     order = [r["id"] for r in a.records]
-    return order, [float(ids_a[i]["score"]) for i in order], [float(ids_b[i]["score"]) for i in order]
+    sa, sb = [score(ids_a[i]) for i in order], [score(ids_b[i]) for i in order]
+    if None in sa or None in sb:
+        where = wa if None in sa else wb
+        raise UserError(f"cannot compare {getattr(score, '__name__', 'scores')}: {where} does not record it for every item")
+    return order, [float(x) for x in sa], [float(x) for x in sb]
 
 
 def _config_notes(a: EvalResult, b: EvalResult) -> list[str]:
@@ -138,25 +153,32 @@ def compare(
     seed: int = 0,
     a_name: str = "A",
     b_name: str = "B",
+    item_score: ItemScore | None = None,
+    metric: str | None = None,
+    lower_is_better: bool = False,
 ) -> Comparison:
     """Paired comparison of per-item scores of ``b`` against ``a`` (same task, same items).
 
     The test is the exact McNemar test when both runs have 0/1 item scores, else the paired
     bootstrap over items (``n_resamples``, ``seed``); the interval of the difference is always
-    the paired bootstrap's. Raises UserError for different tasks or different item sets.
+    the paired bootstrap's. Raises UserError for different tasks or different item sets. ``item_score``
+    (named ``metric``) compares another per-item score than the run's own, e.g. reasoning validity; its
+    test is McNemar's when every score is 0 or 1.
     """
-    order, sa, sb = _paired_scores(a, b, a.path or a_name, b.path or b_name)
+    order, sa, sb = _paired_scores(a, b, a.path or a_name, b.path or b_name, item_score or _record_score)
     improved = [i for i, x, y in zip(order, sa, sb) if y > x]
     regressed = [i for i, x, y in zip(order, sa, sb) if y < x]
     boot = paired_bootstrap(sa, sb, n_resamples=n_resamples, seed=seed)
     notes = _config_notes(a, b)
     floor, p_wilcoxon = 0.0, None
-    if a.binary and b.binary:
+    binary = a.binary and b.binary if item_score is None else all(x in (0.0, 1.0) for x in sa + sb)
+    if binary:
         test, p = "exact McNemar", mcnemar_exact(len(improved), len(regressed))
     else:
         test, p, floor = "paired bootstrap", boot.p_value, 1.0 / (n_resamples + 1)
         p_wilcoxon = wilcoxon_signed_rank(sa, sb)
-    metric = _metric_name(a) if _metric_name(a) == _metric_name(b) else f"{_metric_name(a)} vs {_metric_name(b)}"
+    if metric is None:
+        metric = _metric_name(a) if _metric_name(a) == _metric_name(b) else f"{_metric_name(a)} vs {_metric_name(b)}"
     n = len(order)
     return Comparison(
         task=a.task,
@@ -176,4 +198,5 @@ def compare(
         notes=notes,
         p_floor=floor,
         p_wilcoxon=p_wilcoxon,
+        lower_is_better=lower_is_better,
     )

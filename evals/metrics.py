@@ -151,6 +151,7 @@ def compute_metrics(
     m["mean_completion_tokens"] = sum(s["tokens"] for s in samples) / len(samples) if samples else 0.0
     m["truncated_rate"] = sum(1 for s in samples if s["truncated"]) / len(samples) if samples else 0.0
     m["rewards"] = _reward_means(samples, reward_labels)
+    m["reasoning"] = reasoning_metrics(samples)
     if labels:
         gold = [r.get("label", "") for r in records]
         pred = [r["samples"][0]["answer"] for r in records]  # first sample (the greedy answer when greedy)
@@ -203,3 +204,31 @@ def _reward_means(samples: list[dict[str, Any]], reward_labels: Sequence[str]) -
             "applicable": len(applicable) / len(vals) if vals else 0.0,
         }
     return comp
+
+
+def _checked(samples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [s for s in samples if s.get("steps") is not None]
+
+
+def reasoning_metrics(samples: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run's reasoning summary over its samples; None when no sample was step-checked (an old result)."""
+    checked = _checked(samples)
+    if not checked:
+        return None
+    n = len(checked)
+    valid = sum(1 for s in checked if s["reasoning_valid"])
+    judged = [s for s in checked if s.get("lucky") is not None]
+    lucky = sum(1 for s in judged if s["lucky"])
+    correct = sum(1 for s in judged if s.get("correct"))
+    steps = sum(s["steps"] for s in checked)
+    return {
+        "validity": valid / n,
+        "validity_ci": list(wilson_interval(valid, n)),
+        "lucky": lucky / len(judged) if judged else None,
+        "lucky_ci": list(wilson_interval(lucky, len(judged))) if judged else None,
+        "lucky_of_correct": lucky / correct if correct else None,
+        "steps_per_completion": steps / n,
+        "step_accuracy": sum(s["steps_valid"] for s in checked) / steps if steps else None,
+        "shows_steps": sum(1 for s in checked if s["steps"]) / n,
+        "n_samples": n,
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from evals.reasoning import step_fields
 from evals.tasks import Task, item_hash
 from rewards import RewardScores, RewardSet
 from rltk.core.rows import Rows
@@ -41,6 +42,7 @@ def _sample_record(task: Task, completion: Any, comp_scores: dict[str, float | N
         "total": total,
         "tokens": completion.tokens,
         "truncated": completion.truncated,
+        **step_fields(completion.text, correct),
     }
 
 

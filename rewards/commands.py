@@ -15,12 +15,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rewards.audit import report_json, run_audit
-from rewards.compose import RewardSet
+from rewards.compose import RewardScores, RewardSet
+from rewards.steps import describe
 from rltk.core.config import load_yaml, parse_override
 from rltk.core.errors import UserError
 from rltk.core.rows import Rows, parse_jsonl
 
 BATCH = 64
+NOTES_SHOWN = 10  # rows whose details are shown under the score table
 
 
 # --- input ------------------------------------------------------------------------------------
@@ -46,7 +48,7 @@ def _require(rows: Rows, keys: tuple[str, ...]) -> None:
 
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    keys = [k for k in rows[0] if k not in ("completion", "expected", "reward", "rewards")]
+    keys = [k for k in rows[0] if k not in ("completion", "expected", "reward", "rewards", "details")]
     cols = {k: [r.get(k) for r in rows] for k in keys}
     if "prompt" in cols and "prompts" not in cols:
         cols["prompts"] = cols["prompt"]
@@ -115,6 +117,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     rows = data.rows
     stats = {label: {"values": [], "none": 0, "failures": 0, "seconds": 0.0} for label in rs.labels}
     totals: list[float] = []
+    notes: list[tuple[str, str, dict]] = []  # (where, label, detail) of the first rows worth a note
     out_path = Path(args.output)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -128,6 +131,10 @@ def cmd_score(args: argparse.Namespace) -> int:
                 row = dict(rows[start + j])
                 row["reward"] = total
                 row["rewards"] = {label: _finite(s.components[label][j]) for label in rs.labels}
+                details = _row_details(s, j)
+                if details:
+                    row["details"] = details
+                    notes += [(data.where[start + j], k, d) for k, d in details.items() if _noteworthy(d)][:NOTES_SHOWN - len(notes)]
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
                 totals.append(total)
             for label in rs.labels:
@@ -150,7 +157,28 @@ def cmd_score(args: argparse.Namespace) -> int:
     if len(rs.labels) > 1:
         table.add_row("[bold]total[/bold]", f"{sum(totals) / n:.4f}", "", "", "")
     Console().print(table)
+    if notes:
+        Console().print(_notes_table(notes))
     return 0
+
+
+def _row_details(s: RewardScores, j: int) -> dict[str, dict]:
+    """Sample ``j``'s details by reward label (those that reported one)."""
+    return {k: v[j] for k, v in s.details.items() if v[j] is not None}
+
+
+def _noteworthy(detail: dict) -> bool:
+    return bool(detail.get("wrong")) if "steps" in detail else True
+
+
+def _notes_table(notes: list[tuple[str, str, dict]]) -> Table:
+    table = Table(title=f"details (first {len(notes)} rows with a wrong step; all details are in the output's 'details')")
+    for col in ("row", "reward", "note"):
+        table.add_column(col)
+    for where, label, d in notes:
+        note = describe(d) if "steps" in d else json.dumps(d, ensure_ascii=False)[:120]
+        table.add_row(where.rpartition(":")[2], label, note)
+    return table
 
 
 # --- test ---------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from rewards.calls import CallState, Ran, run_inline, run_sandboxed
-from rewards.core import BuiltinReward, get_reward, required_columns
+from rewards.core import BuiltinReward, collect_details, get_reward, required_columns
 from rewards.sandbox import Isolation, close_pool, get_pool
 from rltk.core.config import from_dict
 from rltk.core.errors import UserError
@@ -83,6 +83,7 @@ class RewardScores:
     failed_samples: dict[str, list[int]] = field(default_factory=dict)  # per label: indices that failed
     failed: list[bool] = field(default_factory=list)  # per sample: a component failed (and no fallback)
     disabled: list[str] = field(default_factory=list)  # labels the circuit breaker disabled (so far, this set)
+    details: dict[str, list[dict | None]] = field(default_factory=dict)  # per label that reported any: per sample
 
     def __post_init__(self) -> None:
         if not self.failed and self.total:
@@ -223,11 +224,15 @@ class RewardSet:
         comps: dict[str, list[float | None]] = {}
         errs: dict[str, list[tuple[int, str]]] = {}
         seconds: dict[str, float] = {}
+        details: dict[str, list[dict | None]] = {}
         for c in self._components:
             t0 = time.perf_counter()
-            ran = Ran([None] * n) if c.state.disabled else self._run(c, completions, columns)
+            rec = _DetailRecorder(c.fn, n)
+            ran = Ran([None] * n) if c.state.disabled else self._run(c, completions, columns, rec)
             seconds[c.label] = time.perf_counter() - t0
             comps[c.label], errs[c.label] = ran.values, ran.errs
+            if any(d is not None for d in rec.details):
+                details[c.label] = rec.details
         self._refuse_overflow(comps, errs)
         for c in self._components:
             e = errs[c.label]
@@ -242,7 +247,8 @@ class RewardSet:
             failures={k: len(e) for k, e in errs.items()}, seconds=seconds,
             errors={k: [f"sample {i}: {msg}" for i, msg in e[:MAX_ERRORS_KEPT]] for k, e in errs.items()},
             failed_samples={k: [i for i, _ in e] for k, e in errs.items()},
-            failed=[self.fallback is None and i in bad_any for i in range(n)], disabled=list(self.disabled))
+            failed=[self.fallback is None and i in bad_any for i in range(n)], disabled=list(self.disabled),
+            details=details)
 
     def _total(self, comps: dict[str, list[float | None]], i: int) -> float:
         t, any_applicable = 0.0, False
@@ -274,9 +280,9 @@ class RewardSet:
                 comps[c.label][i] = None
                 errs[c.label] = sorted(errs[c.label] + [(i, f"score {v:g} (weight {c.spec.weight:g}) overflows the total")])
 
-    def _run(self, c: _Component, completions: list, columns: dict[str, Any]) -> Ran:
+    def _run(self, c: _Component, completions: list, columns: dict[str, Any], rec: _DetailRecorder) -> Ran:
         if c.target is None:
-            return run_inline(c.fn, completions, columns)
+            return run_inline(rec, completions, columns)  # rec calls c.fn, keeping what it reports by sample
         pool = get_pool("user", self.processes, self.isolation)
         ran = run_sandboxed(pool, c.target, completions, columns, self.timeout_s, self.batch_timeout_s, c.state)
         if ran.batch_failed and not c.state.told_batch:
@@ -304,6 +310,28 @@ class RewardSet:
                   "and the objective no longer includes it", why)
         if len(self.disabled) == len(self._components):
             raise UserError(f"{why}, and every reward of the set is now disabled: nothing is left to score")
+
+
+class _DetailRecorder:
+    """Calls an in-process reward as ``run_inline`` does and keeps the details it reports
+    (:func:`rewards.core.report_detail`) by sample: from the batch call, or from ``run_inline``'s
+    one-row retries, which come in sample order after a failed batch call."""
+
+    def __init__(self, fn: Callable, n: int):
+        self.fn, self.n, self._row = fn, n, 0
+        self.details: list[dict | None] = [None] * n
+
+    def __call__(self, completions: list, **columns: Any) -> Any:
+        rows = range(self.n) if len(completions) == self.n else [self._row]
+        if len(completions) != self.n:
+            self._row += 1
+        with collect_details() as got:
+            try:
+                return self.fn(completions, **columns)
+            finally:
+                for i, d in got:
+                    if 0 <= i < len(rows):
+                        self.details[rows[i]] = d
 
 
 def _pickled_target(fn: Callable) -> tuple | None:

@@ -285,3 +285,35 @@ class collect_failures:
 
     def __exit__(self, *exc: Any) -> None:
         _FAILURES.reset(self._token)
+
+
+# --- per-sample diagnostics a reward reports (what it found, not only its score) -------------
+
+_DETAILS: contextvars.ContextVar[list[tuple[int, dict]] | None] = contextvars.ContextVar("rltk_reward_details", default=None)
+
+
+def report_detail(index: int, detail: dict) -> None:
+    """Called by a built-in reward with a short JSON-able ``detail`` about sample ``index`` of the
+    batch (e.g. which step of the reasoning is wrong); :class:`rewards.RewardSet` keeps it in
+    ``RewardScores.details[label][index]``. Outside :class:`collect_details` it does nothing."""
+    log = _DETAILS.get()
+    if log is not None:
+        log.append((index, detail))
+
+
+class collect_details:
+    """Context manager collecting :func:`report_detail` calls made inside it.
+
+    >>> with collect_details() as got:
+    ...     report_detail(1, {"steps": 2})
+    >>> got
+    [(1, {'steps': 2})]
+    """
+
+    def __enter__(self) -> list[tuple[int, dict]]:
+        self.log: list[tuple[int, dict]] = []
+        self._token = _DETAILS.set(self.log)
+        return self.log
+
+    def __exit__(self, *exc: Any) -> None:
+        _DETAILS.reset(self._token)

@@ -113,12 +113,21 @@ def print_job(summary: dict[str, Any]) -> None:
         table.add_column("accuracy (greedy)", justify="right")
         table.add_column("format", justify="right")
         table.add_column(f"pass@1 ({summary.get('eval_samples')} samples)", justify="right")
+        reasoning = [(k, t) for k, t in (("reasoning_validity", "valid reasoning"), ("lucky_answers", "lucky"),
+                                         ("reasoning_validity_sampled", "valid (sampled)")) if k in summary]
+        for _, title in reasoning:
+            table.add_column(title, justify="right")
         for s in stages:
             table.add_row(s, _pct(summary["accuracy"].get(s)), _pct(summary["format_rate"].get(s)),
-                          _pct(summary["pass1_sampled"].get(s)))
+                          _pct(summary["pass1_sampled"].get(s)), *(_pct(summary[k].get(s)) for k, _ in reasoning))
         console.print(table)
-    for key in ("verdict_greedy", "verdict_pass1"):
+    for key in ("verdict_greedy", "verdict_pass1", "verdict_reasoning_validity_sampled", "verdict_lucky_answers_sampled"):
         if summary.get(key):
-            console.print(f"{'greedy' if key.endswith('greedy') else 'pass@1'}: {summary[key]}")
+            name = key.removeprefix("verdict_").replace("_", " ").replace("pass1", "pass@1")
+            console.print(f"{name}: {summary[key]}", highlight=False)
+    for name, row in summary.get("extra", {}).items():
+        accs = ", ".join(f"{s} {_pct(a)}" for s, a in row["accuracy"].items())
+        console.print(f"{name} ({row['n_items']} items, greedy): {accs}" + (f"; {row['verdict']}" if row.get("verdict") else ""),
+                      highlight=False)
     console.print(f"run {summary.get('run_dir')} · adapter {summary.get('adapter')} · {summary.get('grpo_steps')} GRPO steps · "
                   f"wall {summary.get('wall_seconds', 0) / 60:.1f} min")

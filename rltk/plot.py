@@ -1,6 +1,6 @@
 """``rltk plot RUN_DIR``: the curves of a run's ``metrics.jsonl`` in one PNG.
 
-GRPO runs: reward (total and per component), accuracy, KL, completion length (and truncation).
+GRPO runs: reward (total and per component), accuracy, reasoning validity and lucky answers, KL, completion length (and truncation).
 SFT runs: loss and learning rate. matplotlib is an optional extra (``pip install rltk[plot]``);
 it is imported only here, with a clear error when missing.
 """
@@ -54,7 +54,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, smooth: int = 5
 
     if "reward_mean" in history[0]:
         reward_keys = sorted({k for h in history for k in h if k.startswith("reward/")})
-        panels = [("reward", ["reward_mean", *reward_keys]), ("accuracy", ["accuracy"]), ("KL (k3)", ["kl"]),
+        panels = [("reward", ["reward_mean", *reward_keys]), ("accuracy", ["accuracy"]),
+                  ("reasoning (share of completions)", ["reasoning_validity", "lucky_answers"]), ("KL (k3)", ["kl"]),
                   ("completion tokens", ["completion_len"]), ("truncated / zero-variance share",
                                                                ["truncation_rate", "zero_variance_share"])]
     else:

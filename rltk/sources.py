@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from evals.arithmetic import make_problems, worked_solution
+from evals.gym import gym_source
+from evals.word_problems import MAX_NUMBER, make_word_problems
 from rltk.core.errors import UserError
 from rltk.core.registry import Registry
 from rltk.core.rows import Rows
@@ -49,4 +51,36 @@ def arithmetic_rows(cfg: Any) -> Rows:
     return Rows(rows, where, f"arithmetic:{cfg.split}:seed={cfg.data_seed}")
 
 
-__all__ = ["SOURCES", "arithmetic_rows", "generated_rows", "is_generated"]
+WORD_OPTIONS = ("steps", "templates", "max_number")  # data.options of the word_problems source
+
+
+@SOURCES.register("word_problems")
+def word_problem_rows(cfg: Any) -> Rows:
+    """Generated multi-step word problems (:mod:`evals.word_problems`) with their worked solutions (the SFT
+    target ``solution``); the train split never overlaps the eval task's test split. ``data.options``:
+    ``steps`` (3 or "2-4", default "2-4"), ``templates`` (a list of family names, default all) and ``max_number``
+    (the largest number in a problem, default 9999)."""
+    options = dict(cfg.options or {})
+    unknown = sorted(set(options) - set(WORD_OPTIONS))
+    if unknown:
+        raise UserError(f"data.options: unknown key '{unknown[0]}' for word_problems (known: {', '.join(WORD_OPTIONS)})")
+    templates = options.get("templates")
+    if isinstance(templates, str):
+        templates = [templates]
+    try:
+        rows = make_word_problems(cfg.split, cfg.limit or 5000, seed=cfg.data_seed, steps=options.get("steps", (2, 4)),
+                                  templates=templates, max_number=options.get("max_number", MAX_NUMBER))
+    except ValueError as e:
+        raise UserError(f"data: word_problems: {e}") from e
+    where = [f"word_problems[{cfg.split}][{i}]" for i in range(len(rows))]
+    return Rows(rows, where, f"word_problems:{cfg.split}:seed={cfg.data_seed}")
+
+
+@SOURCES.register("gym")
+def gym_rows_source(cfg: Any) -> Rows:
+    """reasoning-gym procedural tasks: ``data.source: gym:NAME``, ``data.options`` = the dataset's config,
+    ``limit`` rows (default 5000) of ``split`` with ``data_seed`` (optional extra: pip install 'rltk[gym]')."""
+    return gym_source(cfg)
+
+
+__all__ = ["gym_rows_source", "SOURCES", "WORD_OPTIONS", "arithmetic_rows", "generated_rows", "is_generated", "word_problem_rows"]

@@ -2,8 +2,9 @@
 eval judges answers exactly as training rewards them).
 
 Built-ins (``TASKS``): ``arithmetic``, ``gsm8k``, ``math500`` (:mod:`evals.tasks.math`),
-``legal_summary``, ``unfair_tos`` (:mod:`evals.tasks.legal`). A user task is a YAML file (data
-path, prompt template, rewards) — see :func:`load_user_task` (:mod:`evals.tasks.user`).
+``legal_summary``, ``unfair_tos`` (:mod:`evals.tasks.legal`), ``word_problems`` (:mod:`evals.tasks.word`),
+``gym`` / ``gym:NAME`` (any reasoning-gym dataset, :mod:`evals.tasks.gym`; the optional ``rltk[gym]`` extra).
+A user task is a YAML file (data path, prompt template, rewards) — see :func:`load_user_task` (:mod:`evals.tasks.user`).
 Each registry entry is a factory taking the task's own options (``--task-arg key=value``);
 :mod:`evals.tasks.base` defines :class:`Task` and the registry; :mod:`evals.tasks.lookup` has :func:`get_task`.
 
@@ -20,6 +21,7 @@ rltk.core.errors.UserError: unknown eval task 'gsm9k' (did you mean gsm8k?; or g
 """
 
 from evals.tasks.base import TASKS, Task, item_hash, rows_id
+from evals.tasks.gym import gym_task
 from evals.tasks.lookup import get_task
 from evals.tasks.legal import (
     LEGAL_SUMMARY_SYSTEM,
@@ -38,6 +40,7 @@ from evals.tasks.math import (
     math_gold,
 )
 from evals.tasks.user import UserTaskConfig, load_user_task
+from evals.tasks.word import word_problems_task
 
 __all__ = [
     "ARITHMETIC_SYSTEM",
@@ -51,6 +54,7 @@ __all__ = [
     "UserTaskConfig",
     "arithmetic_task",
     "get_task",
+    "gym_task",
     "gsm8k_task",
     "item_hash",
     "legal_summary_task",
@@ -59,4 +63,5 @@ __all__ = [
     "math_gold",
     "rows_id",
     "unfair_tos_task",
+    "word_problems_task",
 ]

@@ -15,7 +15,7 @@ Verification is tiered so the common case is fast and nothing can hang:
    reported as a failure of the reward, never a silent 0.
 
 Written numbers are exact (``1e-12`` is not ``2e-12``, ``10^{20}`` is not ``10^{20}+1``); a decimal
-with 2+ digits after the point (plain or in scientific notation) also counts as the rounding of
+with 1+ digits after the point (plain or in scientific notation) also counts as the rounding of
 an irrational or non-terminating gold, within half a unit of its last digit
 (:func:`rounding_tolerance`). ``i`` is the imaginary unit where the gold is complex
 (:func:`complex_gold`: it has ``i`` as its only unknown, e.g. ``3 + 4i``), a variable elsewhere.
@@ -38,7 +38,7 @@ The modules, one verb each: :mod:`~rewards.math.extract` (find the answer),
 from rewards.core import get_reward  # noqa: F401 (doctest)
 from rewards.math.extract import ExtractOptions, extract_answer, gold_answer, last_boxed
 from rewards.math.normalization import compact, decimals_shown, normalize, plain_number, shown_decimal
-from rewards.math.tree import complex_gold, evaluated, function_depth, with_imaginary_unit
+from rewards.math.tree import complex_gold, digits_bound, evaluated, function_depth, with_imaginary_unit
 from rewards.math.parse import (
     MAX_PARSE_CHARS,
     TooLarge,
@@ -67,7 +67,7 @@ from rewards.math.reward import MathAnswer  # registers math_answer
 __all__ = [
     "ExtractOptions", "extract_answer", "gold_answer", "last_boxed",
     "compact", "decimals_shown", "normalize", "plain_number", "shown_decimal",
-    "complex_gold", "evaluated", "function_depth", "with_imaginary_unit",
+    "complex_gold", "digits_bound", "evaluated", "function_depth", "with_imaginary_unit",
     "MAX_PARSE_CHARS", "TooLarge", "Unparseable", "check_size", "exact_number", "parse_answer", "parse_latex",
     "parse_plain",
     "SYMBOLIC_CHECK", "VerificationTimeout", "VerifyOptions", "bare_arithmetic", "check_symbolic", "equivalent",

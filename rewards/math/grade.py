@@ -7,7 +7,6 @@ True
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -15,16 +14,18 @@ from typing import Any, Sequence
 
 import sympy
 
-from rewards.math.normalization import compact, decimals_shown, normalize, plain_number, shown_decimal
+from rewards.math.normalization import (
+    compact, decimals_shown, normalize, plain_number, rounding_tolerance, shown_decimal, terminating,
+)
 from rewards.math.parse import MAX_PARSE_CHARS, Unparseable, parse_answer
-from rewards.math.tree import with_imaginary_unit
+from rewards.math.tree import digits_bound, with_imaginary_unit
 from rewards.sandbox import get_pool, in_worker
 
 
 @dataclass(frozen=True)
 class VerifyOptions:
     timeout_s: float = 5.0  # hard limit per symbolic check (worker process killed past it)
-    rounding: bool = True  # "0.33" counts for 1/3 (>= 2 decimals shown, non-terminating gold)
+    rounding: bool = True  # "0.33", "0.3" count for 1/3 (a decimal rounding a non-terminating gold)
     symbolic: bool = True  # allow the sympy tier (off: text and plain numbers only)
     processes: int = 1  # verification worker processes
     # a plain-number gold is not matched by bare arithmetic on numbers ("84 - 32", "16 \\times 54"): that is the
@@ -42,29 +43,11 @@ SYMBOLIC_CHECK = "rewards.math:check_symbolic"
 
 # --- tier 1: text and plain numbers (bounded, in-process) ------------------------------------------
 
-def _terminating(v: Fraction) -> bool:
-    d = v.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
-    return d == 1
-
-
-def rounding_tolerance(value: Fraction, places: int) -> Fraction:
-    """How far a decimal whose last digit is ``places`` after the point may be from the exact
-    ``value`` it rounds: half a unit of that digit, never below double precision (1e-15
-    relative: a printed float such as ``0.6666666666666666`` for 2/3 is its rounding too).
-
-    >>> rounding_tolerance(Fraction(1, 3), 2) == Fraction(5, 1000) + Fraction(1, 3 * 10**15)
-    True
-    """
-    return Fraction(1, 2) * Fraction(10) ** -places + abs(value) / 10**15
-
-
 def numbers_equal(gold: tuple[Fraction, bool], pred: tuple[Fraction, bool], pred_text: str, rounding: bool = True) -> bool:
     """Exact equality of two plain numbers, allowing a percent sign on either side
-    (``50%`` = ``50`` = ``0.5``) and, when ``rounding``, a decimal with at least 2 shown
-    digits that rounds a non-terminating gold (``0.33`` for ``1/3``; :func:`rounding_tolerance`)."""
+    (``50%`` = ``50`` = ``0.5``) and, when ``rounding``, a decimal (1+ digits after the point; of a
+    percent, 2 more) that rounds a non-terminating gold: ``0.33``, ``0.3``, ``33%`` for ``1/3``,
+    not ``0.34`` (:func:`rounding_tolerance`)."""
     g, gp = gold
     p, pp = pred
     candidates = {p} | ({p / 100} if pp else set())
@@ -72,9 +55,10 @@ def numbers_equal(gold: tuple[Fraction, bool], pred: tuple[Fraction, bool], pred
     if candidates & golds:
         return True
     d = decimals_shown(pred_text)
-    if rounding and d >= 2 and not _terminating(g):
-        return abs(g - p) <= rounding_tolerance(g, d)
-    return False
+    if not rounding or terminating(g):
+        return False
+    shown = ([(p, d)] if d >= 1 else []) + ([(p / 100, d + 2)] if pp and not gp else [])
+    return any(abs(g - v) <= rounding_tolerance(g, places) for v, places in shown)
 
 
 _OPERATOR_WORDS = re.compile(r"\\(?:times|cdot|div)")
@@ -145,7 +129,7 @@ def check_symbolic(gold: str, pred: str, rounding: bool = True) -> bool:
 def _rounds_to(gold: Any, shown: Fraction, places: int) -> bool:
     """Is ``shown`` the real number ``gold`` rounded to ``places`` decimals (within
     :func:`rounding_tolerance`)? Never for a terminating decimal gold: that must be matched exactly."""
-    if isinstance(gold, sympy.Rational) and _terminating(Fraction(gold.p, gold.q)):
+    if isinstance(gold, sympy.Rational) and terminating(Fraction(gold.p, gold.q)):
         return False
     try:
         prec = max(30, places + 20)
@@ -289,6 +273,13 @@ def expr_equal(a: Any, b: Any) -> bool:
 
 
 FLOAT_RTOL = 1e-12  # where a sympy Float (an inexact number) takes part
+MAX_DIGITS = 40_000  # working precision cap of a numeric comparison (numbers are capped at 10^±10000)
+
+
+def _precision(a: Any, b: Any) -> int:
+    """Working digits that tell ``a`` from ``b`` if they differ: twice the orders of magnitude their
+    numbers span (:func:`~rewards.math.tree.digits_bound`), plus 100. Only spent on cancellation."""
+    return int(min(MAX_DIGITS, 100 + 2 * (digits_bound(a) + digits_bound(b))))
 
 
 def _negligible(x: Any) -> bool:
@@ -296,15 +287,18 @@ def _negligible(x: Any) -> bool:
     return x == 0 or (isinstance(x, sympy.Float) and x._prec < 10)
 
 
-def _same_value(a: Any, b: Any, subs: dict | None = None) -> bool | None:
+def _same_value(a: Any, b: Any, subs: dict | None = None, dps: int | None = None) -> bool | None:
     """Do ``a`` and ``b`` (numbers, or expressions at the point ``subs``) have the same value?
-    Exact ones: only when evalf (30 digits, adaptive on cancellation) finds no digit of ``a - b``;
-    where a Float takes part, within ``FLOAT_RTOL`` relative — never an absolute tolerance, so
-    ``10^{-12}`` is not ``2 \\cdot 10^{-12}``. None: not finite, or not evaluable to numbers."""
+    Exact ones: only when evalf, carrying up to ``dps`` (:func:`_precision`) digits on cancellation,
+    resolves no digit of ``a - b`` — relative to the numbers written, never an absolute tolerance
+    (``\\sqrt{2+10^{-200}}`` is not ``\\sqrt{2}``); where a Float takes part, within ``FLOAT_RTOL``
+    relative. None: not finite, or not evaluable to numbers."""
+    dps = dps or _precision(a, b)
     try:
-        va, vb, d = (x.evalf(30, subs=subs) for x in (a, b, a - b))
+        va, vb = (x.evalf(30, subs=subs) for x in (a, b))
         if not (va.is_finite and vb.is_finite):
             return None
+        d = (a - b).evalf(30, subs=subs, maxn=dps)
         parts = d.as_real_imag()
         if all(_negligible(x) for x in parts):
             return True
@@ -324,12 +318,13 @@ _POINTS = [(0.4142135623, 0.7320508075, 0.2360679774), (0.6180339887, 0.31662479
 def _equal_at_points(a: Any, b: Any) -> bool | None:
     """Identity test of two expressions in the same symbols at three fixed irrational-looking
     points in (0, 1) (Schwartz-Zippel style; cheap where ``simplify`` can take minutes, e.g.
-    ``(x+y+z)^500``), each compared by :func:`_same_value`. None when they cannot be evaluated
-    there (then ``simplify`` decides)."""
+    ``(x+y+z)^500``), each compared by :func:`_same_value` with the points carried to its working
+    precision. None when they cannot be evaluated there (then ``simplify`` decides)."""
     syms = sorted(a.free_symbols, key=str)
+    dps = _precision(a, b)
     for point in _POINTS:
-        subs = {s: sympy.Float(point[i % 3] + 0.01 * (i // 3), 30) for i, s in enumerate(syms)}
-        verdict = _same_value(a, b, subs)
+        subs = {s: sympy.Float(point[i % 3] + 0.01 * (i // 3), dps) for i, s in enumerate(syms)}
+        verdict = _same_value(a, b, subs, dps)
         if verdict is not True:
             return verdict
     return True

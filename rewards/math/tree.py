@@ -1,6 +1,7 @@
 """Work on parsed sympy trees: evaluating the parser's lazy arithmetic in one linear pass
-(:func:`evaluated`), how deeply functions nest (:func:`function_depth`), and reading ``i`` as the
-imaginary unit where the gold is complex (:func:`complex_gold`, :func:`with_imaginary_unit`).
+(:func:`evaluated`), how deeply functions nest (:func:`function_depth`), how many digits its numbers
+span (:func:`digits_bound`), and reading ``i`` as the imaginary unit where the gold is complex
+(:func:`complex_gold`, :func:`with_imaginary_unit`).
 
 >>> import sympy
 >>> with sympy.evaluate(False):
@@ -62,6 +63,40 @@ def function_depth(e: Any) -> int:
     if not isinstance(e, sympy.Basic) or not e.args:
         return 0
     return max(function_depth(a) for a in e.args) + isinstance(e, sympy.Function)
+
+
+_LOG10_2, _LOG10_E = 0.30103, 0.43430
+
+
+def digits_bound(e: Any) -> float:
+    """An upper bound of the decimal orders of magnitude a tree's numbers span (digits of each
+    integer, numerator and denominator; ``|x| log10 b`` for a power ``b^x``, ``0.43 |x|`` for
+    ``e^x``), added over the tree. Two different values built from these numbers differ somewhere
+    within about that many significant digits, so a numeric comparison carried to twice as many
+    cannot call them equal (:func:`rewards.math.grade.expr_equal`). Bounded recursion: the caller
+    caps the tree's depth.
+
+    >>> digits_bound(sympy.Rational(1, 10**40)) > 40, digits_bound(sympy.sqrt(2) + sympy.exp(-1000)) > 434
+    (True, True)
+    """
+    if isinstance(e, sympy.MatrixBase):
+        return sum(digits_bound(a) for a in e)
+    if isinstance(e, sympy.Rational):
+        return max(abs(e.p).bit_length(), e.q.bit_length()) * _LOG10_2 + 1
+    if isinstance(e, sympy.Float):
+        return abs(e._mpf_[2] + e._mpf_[3]) * _LOG10_2 + e._prec * _LOG10_2 + 1
+    if not isinstance(e, sympy.Basic) or not e.args:
+        return 1.0
+    sub = sum(digits_bound(a) for a in e.args)
+    expo = e.args[0] if isinstance(e, sympy.exp) else e.args[1] if isinstance(e, sympy.Pow) else None
+    if expo is None or not expo.is_number:
+        return sub
+    try:
+        x = abs(complex(expo.evalf(15)))  # numbers the parser's size check bounded
+    except (TypeError, ValueError, OverflowError):
+        return sub
+    scale = _LOG10_E if isinstance(e, sympy.exp) else digits_bound(e.args[0])
+    return sub + scale * min(x, 1e7)
 
 
 def _i_symbols(e: Any) -> set:

@@ -65,6 +65,9 @@ class LogConfig:
         check_range("samples_groups", self.samples_groups, low=0)
 
 
+EXTRA_EVAL_KEYS = {"task", "task_args", "data", "n", "max_new_tokens", "name"}
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """Held-out evaluation of the main-job pipeline (before SFT, after SFT, after GRPO)."""
@@ -82,6 +85,8 @@ class EvalConfig:
     sampled_stages: list[str] = field(default_factory=lambda: ["base", "start", "sft", "grpo"])  # where pass@1 is measured
     batch_size: int = 64
     min_format_rate: float = 0.5  # warn before GRPO when the starting checkpoint's format rate is lower
+    # more held-out tasks, greedy, at every stage: [{task: gsm8k, data: test.jsonl, n: 100, max_new_tokens: 256}]
+    extra: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_range("n", self.n, low=1)
@@ -89,6 +94,10 @@ class EvalConfig:
         check_range("samples", self.samples, low=0)
         check_range("batch_size", self.batch_size, low=1)
         check_range("min_format_rate", self.min_format_rate, low=0, high=1)
+        for i, x in enumerate(self.extra):
+            bad = sorted(set(x) - EXTRA_EVAL_KEYS) if isinstance(x, dict) else ["(not a mapping)"]
+            if bad or not isinstance(x.get("task"), str):
+                raise ValueError(f"extra[{i}]: needs a task and only {', '.join(sorted(EXTRA_EVAL_KEYS))} (got {bad or 'no task'})")
         unknown = sorted(set(self.sampled_stages) - {"base", "start", "sft", "grpo"})
         if unknown:
             raise ValueError(f"sampled_stages: unknown stage(s) {', '.join(unknown)} (stages: base, start, sft, grpo)")
@@ -98,7 +107,7 @@ class EvalConfig:
 class RewardSandboxConfig:
     """The ``reward_sandbox:`` section: how user reward functions run (see ``rewards.RewardSet``)."""
 
-    processes: int = 0  # sandbox worker processes (0 = rewards' default, 4)
+    processes: int = 0  # sandbox worker processes (0 = rewards' default, 8)
     batch_timeout_s: float | None = None  # limit of the one call per batch (default 2 x reward_timeout_s)
     breaker_after: int = 3  # consecutive scoring calls in which a reward timed out everywhere before it is dead (0 = never)
     on_breaker: Literal["stop", "disable"] = "stop"  # a dead reward stops the run, or scores None from then on
@@ -156,14 +165,15 @@ class GRPOJobConfig:
 
 def load_job_config(path: str | Path, overrides: Sequence[str] = ()) -> GRPOJobConfig:
     """``load_config`` for GRPO jobs. Relative paths in the file are relative to its folder: ``warm_start``
-    always; reward files (``file.py:fn``), ``data.source`` and ``init_adapter`` when they exist there
+    always; reward files (``file.py:fn``), ``data.source``, ``init_adapter`` and ``eval.extra`` data files when they exist there
     (see :func:`rltk.core.config.config_relative`)."""
     cfg = load_config(GRPOJobConfig, path, list(overrides))
     if cfg.warm_start is not None and not Path(cfg.warm_start).is_absolute():
         cfg = dataclasses.replace(cfg, warm_start=str(Path(path).parent / cfg.warm_start))
     rewards = [dataclasses.replace(r, name=_reward_file_relative(r.name, path)) for r in cfg.rewards]
     init = config_relative(cfg.init_adapter, path) if cfg.init_adapter else cfg.init_adapter
-    return dataclasses.replace(cfg, rewards=rewards, init_adapter=init,
+    extra = [{**x, "data": config_relative(x["data"], path)} if x.get("data") else x for x in cfg.eval.extra]
+    return dataclasses.replace(cfg, rewards=rewards, init_adapter=init, eval=dataclasses.replace(cfg.eval, extra=extra),
                                data=dataclasses.replace(cfg.data, source=config_relative(cfg.data.source, path)))
 
 

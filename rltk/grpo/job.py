@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from evals import compare, evaluate, get_task, load_result
+from evals.reasoning import compare_reasoning
 from rewards import RewardSet
 from rltk.core.config import to_dict
 from rltk.core.errors import UserError
@@ -118,10 +119,10 @@ def _before_grpo(cfg: GRPOJobConfig, run_dir: Path, live: bool | None, say: Any)
     return policy, evals
 
 
-def eval_task(cfg: GRPOJobConfig) -> Any:
-    """The job's held-out eval task, with the system prompt ``eval.system_prompt`` picks."""
+def eval_task(cfg: GRPOJobConfig, name: str | None = None, args: dict[str, Any] | None = None) -> Any:
+    """The job's held-out eval task (or the task ``name``), with the system prompt ``eval.system_prompt`` picks."""
     e = cfg.eval
-    task = get_task(e.task, **e.task_args)
+    task = get_task(name or e.task, **(e.task_args if name is None else args or {}))
     system = {"data": cfg.data.system_prompt or task.system, "task": task.system}.get(e.system_prompt, e.system_prompt)
     return dataclasses.replace(task, system=system)
 
@@ -134,8 +135,9 @@ def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, l
     out = run_dir / "evals"
     out.mkdir(parents=True, exist_ok=True)
     paths = {"greedy": out / f"{stage}_greedy.json", "sampled": out / f"{stage}_sampled.json"}
+    paths.update({extra_name(x): out / f"{stage}_{extra_name(x)}.json" for x in e.extra})
     sampled = e.samples > 0 and stage in e.sampled_stages
-    wanted = ["greedy"] + (["sampled"] if sampled else [])
+    wanted = [k for k in paths if (k != "sampled" or sampled) and k in ("greedy", "sampled", *_present(e.extra))]
     if all(paths[k].is_file() for k in wanted):  # a resumed job keeps its finished evals
         return {k: load_result(paths[k]) if k in wanted else None for k in paths}
     task = eval_task(cfg)
@@ -155,8 +157,26 @@ def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, l
                                       top_p=cfg.sampling.top_p, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
                                       seed=cfg.seed, progress=show, meta=meta)
         results["sampled"].save(paths["sampled"])
+    for x in e.extra:  # more held-out tasks, greedy
+        name = extra_name(x)
+        if x.get("data") and not Path(x["data"]).expanduser().exists():
+            LiveView(0, enabled=False).note(f"[yellow]skipped eval {name}:[/yellow] its data {x['data']} is not there")
+            continue
+        results[name] = evaluate(target, eval_task(cfg, x["task"], x.get("task_args") or {}), data=x.get("data"),
+                                 limit=x.get("n", e.n), max_new_tokens=x.get("max_new_tokens"), batch_size=e.batch_size,
+                                 seed=cfg.seed, progress=show, meta=meta)
+        results[name].save(paths[name])
     del dense, target
     return results
+
+
+def _present(extra: list[dict[str, Any]]) -> list[str]:
+    return [extra_name(x) for x in extra if not x.get("data") or Path(x["data"]).expanduser().exists()]
+
+
+def extra_name(x: dict[str, Any]) -> str:
+    """The name an ``eval.extra`` entry's results go under (its ``name``, else its task)."""
+    return str(x.get("name") or x["task"])
 
 
 def _summary(cfg: GRPOJobConfig, evals: dict[str, dict[str, Any]], grpo: GRPOResult, wall: float) -> dict[str, Any]:
@@ -190,4 +210,37 @@ def _summary(cfg: GRPOJobConfig, evals: dict[str, dict[str, Any]], grpo: GRPORes
             summary["verdict_pass1"] = sampled.verdict
     if "base" in evals and "sft" in evals:
         summary["p_value_sft_vs_base"] = compare(evals["base"]["greedy"], evals["sft"]["greedy"]).p_value
+    summary.update(_reasoning_summary(evals, stages, before))
+    summary.update(_extra_summary(cfg, evals, stages, before))
     return summary
+
+
+def _reasoning_summary(evals: dict[str, dict[str, Any]], stages: list[str], before: str | None) -> dict[str, Any]:
+    """Reasoning validity, lucky answers and steps per completion per stage (greedy and sampled), and GRPO's
+    paired comparison with the stage before it on each."""
+    out: dict[str, Any] = {}
+    for kind, suffix in (("greedy", ""), ("sampled", "_sampled")):
+        for key, name in (("validity", "reasoning_validity"), ("lucky", "lucky_answers"), ("steps_per_completion", "steps_per_completion")):
+            vals = {s: (evals[s][kind].metrics.get("reasoning") or {}).get(key) for s in stages if evals[s].get(kind) is not None}
+            if any(v is not None for v in vals.values()):
+                out[name + suffix] = vals
+        if before and "grpo" in evals and evals[before].get(kind) is not None and evals["grpo"].get(kind) is not None:
+            for c in compare_reasoning(evals[before][kind], evals["grpo"][kind], a_name=before.upper(), b_name="GRPO"):
+                out[f"verdict_{c.metric.replace(' ', '_')}{suffix}"] = c.verdict
+    return out
+
+
+def _extra_summary(cfg: GRPOJobConfig, evals: dict[str, dict[str, Any]], stages: list[str], before: str | None) -> dict[str, Any]:
+    """Greedy accuracy of each ``eval.extra`` task per stage, and GRPO vs the stage before it."""
+    extra: dict[str, Any] = {}
+    for x in cfg.eval.extra:
+        name = extra_name(x)
+        got = {s: evals[s][name] for s in stages if evals[s].get(name) is not None}
+        if not got:  # skipped: its data is not there
+            continue
+        row: dict[str, Any] = {"accuracy": {s: r.metrics.get("accuracy") for s, r in got.items()},
+                               "n_items": len(next(iter(got.values())).records)}
+        if before in got and "grpo" in got:
+            row["verdict"] = compare(got[before], got["grpo"], a_name=before.upper(), b_name="GRPO").verdict
+        extra[name] = row
+    return {"extra": extra} if extra else {}

@@ -10,6 +10,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from evals.reasoning import step_fields
 from rltk.grpo.scoring import ScoredGroup
 from rltk.learner import UpdateStats
 
@@ -68,11 +69,30 @@ def step_record(o: StepOutcome, labels: Sequence[str], accuracy: str | None, kl_
         "lr": st.lr, "skipped": st.skipped, "optimizer_steps": st.applied,
     })
     r.update(_rollout_fields(o))
+    r.update(_reasoning_fields(o, accuracy))
     r.update({"policy_version": version, "stale_groups": o.stale, "cursor": cursor, "failed_samples": o.failed})
     for label in labels:
         r[f"reward_failures/{label}"] = failures.get(label, 0)
     r.update(o.sync)
     return r
+
+
+def _reasoning_fields(o: StepOutcome, accuracy: str | None) -> dict[str, Any]:
+    """The training curves of reasoning (as in every eval, :mod:`evals.reasoning`): the share of completions whose
+    every arithmetic step holds (at least one step), of right answers reached through a false step, and steps
+    per completion."""
+    checks = [step_fields(text, _correct(s, j, accuracy)) for s in o.scored for j, text in enumerate(s.group.texts)]
+    if not checks:
+        return {}
+    judged = [c["lucky"] for c in checks if c["lucky"] is not None]
+    return {"reasoning_validity": sum(c["reasoning_valid"] for c in checks) / len(checks),
+            "lucky_answers": sum(judged) / len(judged) if judged else None,
+            "steps_per_completion": sum(c["steps"] for c in checks) / len(checks)}
+
+
+def _correct(s: ScoredGroup, j: int, accuracy: str | None) -> bool | None:
+    v = s.components.get(accuracy, [None] * len(s.group.texts))[j] if accuracy else None
+    return None if v is None else v >= 1.0
 
 
 def _rollout_fields(o: StepOutcome) -> dict[str, Any]:
@@ -94,15 +114,20 @@ def _rollout_fields(o: StepOutcome) -> dict[str, Any]:
 
 
 def sample_records(step: int, scored: Sequence[ScoredGroup], advantages: torch.Tensor, n_groups: int) -> list[dict[str, Any]]:
-    """``samples.jsonl`` lines: the completions of the first ``n_groups`` groups with rewards and advantages."""
+    """``samples.jsonl`` lines: the completions of the first ``n_groups`` groups with rewards and advantages,
+    and ``details`` (label -> what the reward found, e.g. step_check's wrong steps) where a reward reported any."""
     out = []
     for b, s in enumerate(scored[:n_groups]):
         for j, text in enumerate(s.group.texts):
-            out.append({"step": step, "index": s.group.index, "sample": j, "completion": text,
-                        "reward": s.rewards[j], "components": {k: v[j] for k, v in s.components.items()},
-                        "advantage": float(advantages[b, j]), "failed": s.failed_at(j),
-                        "tokens": len(s.group.completion_ids[j]),
-                        "truncated": s.group.truncated[j], "row": {k: v for k, v in s.group.row.items() if k != "solution"}})
+            rec = {"step": step, "index": s.group.index, "sample": j, "completion": text,
+                   "reward": s.rewards[j], "components": {k: v[j] for k, v in s.components.items()},
+                   "advantage": float(advantages[b, j]), "failed": s.failed_at(j),
+                   "tokens": len(s.group.completion_ids[j]),
+                   "truncated": s.group.truncated[j], "row": {k: v for k, v in s.group.row.items() if k != "solution"}}
+            details = {k: v[j] for k, v in (s.details or {}).items() if v[j] is not None}
+            if details:
+                rec["details"] = details
+            out.append(rec)
     return out
 
 

@@ -30,6 +30,7 @@ class ScoredGroup:
     rewards: list[float]  # [G] total reward
     components: dict[str, list[float | None]]  # label -> [G]
     failed: list[bool] | None = None  # [G] a reward failed on this sample: no advantage, no loss (None: none failed)
+    details: dict[str, list[dict | None]] = field(default_factory=dict)  # label -> [G] what the reward found (step_check)
 
     def failed_at(self, j: int) -> bool:
         return bool(self.failed and self.failed[j])
@@ -87,7 +88,7 @@ def score_groups(reward_set: RewardSet, groups: Sequence[RolloutGroup], prompts:
         n = len(g.texts)
         failed = list(scores.failed[i:i + n]) if scores.failed else None
         out.append(ScoredGroup(g, list(scores.total[i:i + n]), {k: list(v[i:i + n]) for k, v in scores.components.items()},
-                               failed))
+                               failed, {k: list(v[i:i + n]) for k, v in scores.details.items()}))
         i += n
     return out, scores
 

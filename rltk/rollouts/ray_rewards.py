@@ -24,7 +24,8 @@ def merge_scores(parts: Sequence[Any], offsets: Sequence[int]) -> Any:
     """Join the RewardScores of contiguous shares (starting at ``offsets``) into one, as if scored at once.
 
     Totals and components concatenate, failures add up, seconds are the slowest share's (the shares ran in
-    parallel), error messages keep their sample numbers relative to the whole batch.
+    parallel), error messages keep their sample numbers relative to the whole batch; details concatenate
+    (None for the samples of a share whose reward reported none).
     """
     first = parts[0]
     labels = list(first.components)
@@ -42,7 +43,13 @@ def merge_scores(parts: Sequence[Any], offsets: Sequence[int]) -> Any:
         failed_samples={k: [i + off for p, off in zip(parts, offsets) for i in p.failed_samples.get(k, [])] for k in labels},
         failed=[f for p in parts for f in (p.failed or [False] * len(p.total))],
         disabled=sorted({d for p in parts for d in p.disabled}),
+        details=_merged_details(parts),
     )
+
+
+def _merged_details(parts: Sequence[Any]) -> dict[str, list[dict | None]]:
+    labels = sorted({k for p in parts for k in getattr(p, "details", {})})
+    return {k: [d for p in parts for d in (p.details.get(k) or [None] * len(p.total))] for k in labels}
 
 
 class RayRewardSet:

@@ -18,7 +18,7 @@ def _score(task, completions, rows):
 
 
 def test_builtin_tasks_are_registered():
-    assert {"arithmetic", "gsm8k", "math500", "legal_summary", "unfair_tos"} <= set(TASKS.names())
+    assert {"arithmetic", "gsm8k", "math500", "legal_summary", "unfair_tos", "word_problems", "gym"} <= set(TASKS.names())
 
 
 def test_arithmetic_rows_are_held_out_and_a_stable_prefix():

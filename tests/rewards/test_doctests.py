@@ -9,7 +9,7 @@ import pytest
 
 MODULES = ["rewards", "rewards.core", "rewards.compose", "rewards.math", "rewards.math.extract",
            "rewards.math.normalization", "rewards.math.parse", "rewards.math.grade", "rewards.formats",
-           "rewards.legal", "rewards.sandbox", "rewards.audit"]
+           "rewards.legal", "rewards.sandbox", "rewards.audit", "rewards.steps", "rewards.steps_parse"]
 
 
 @pytest.mark.parametrize("name", MODULES)

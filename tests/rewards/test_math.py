@@ -92,7 +92,7 @@ EQUIV = [
     ("1.25", r"\frac{5}{4}", True),
     (r"\frac{1}{3}", "0.33", True),
     (r"\frac{1}{3}", "0.333", True),
-    (r"\frac{1}{3}", "0.3", False),  # one decimal is too coarse to count
+    (r"\frac{1}{3}", "0.3", True),  # a rounding to 1 place (issue 14)
     ("0.15", "0.2", False),
     ("0.15", "0.150", True),
     ("72", "73", False),

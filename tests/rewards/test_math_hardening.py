@@ -163,7 +163,7 @@ NUMBERS = [
     (r"\frac{2}{3}", "0.67", True),
     (r"\frac{2}{3}", "0.66", False),
     (r"\frac{2}{3}", "0.6666666666666666", True),
-    (r"\frac{1}{3}", "0.3", False),  # one digit is too coarse to count
+    (r"\frac{1}{3}", "0.3", True),  # a rounding to 1 place (issue 14)
     ("2^{-3}", "0.125", True),
     ("2^{-3}", "0.12", False),  # a terminating gold is matched exactly, not rounded
     ("2^{-3}", "0.13", False),

@@ -123,7 +123,9 @@ def test_the_job_pipeline_evals_sft_grpo_and_summary(tmp_path, capsys):
         "sampling: {group_size: 2, max_new_tokens: 4}\n"
         "grpo: {steps: 2, prompts_per_step: 2}\n"
         "rewards: [{name: math_answer, label: correct}, {name: format_answer, label: format}]\n"
-        "eval: {enabled: true, n: 6, samples: 2, max_new_tokens: 4, sampled_stages: [sft, grpo]}\n"
+        "eval: {enabled: true, n: 6, samples: 2, max_new_tokens: 4, sampled_stages: [sft, grpo],\n"
+        "       extra: [{task: arithmetic, name: arith_mul, task_args: {ops: '*'}, n: 3},\n"
+        "               {task: gsm8k, data: not-there.jsonl, n: 3}]}\n"
         f"log: {{live: false}}\nrun_dir: {tmp_path / 'job'}\n")
     code, out, err = _run(["grpo", str(tmp_path / "grpo.yaml")], capsys)
     assert code == 0, err
@@ -135,8 +137,17 @@ def test_the_job_pipeline_evals_sft_grpo_and_summary(tmp_path, capsys):
     assert 0 <= summary["p_value_grpo_vs_sft"] <= 1 and 0 <= summary["p_value_pass1_grpo_vs_sft"] <= 1
     assert (job / "sft" / "adapter" / "adapter_config.json").is_file() and (job / "curves.png").is_file()
     assert "held-out eval (6 items, seed 0)" in out
+    assert set(summary["reasoning_validity"]) == {"base", "sft", "grpo"}  # every eval checks the steps
+    curves = [json.loads(x) for x in (job / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= c["reasoning_validity"] <= 1 and c["steps_per_completion"] >= 0 for c in curves)  # and training
+    assert all(0 <= v <= 1 for v in summary["reasoning_validity"].values())
+    assert "verdict_reasoning_validity_sampled" in summary and "steps_per_completion_sampled" in summary
+    extra = summary["extra"]["arith_mul"]  # the extra task, greedy at every stage, GRPO vs SFT; the missing file skipped
+    assert set(extra["accuracy"]) == {"base", "sft", "grpo"} and extra["n_items"] == 3 and "GRPO" in extra["verdict"]
+    assert "gsm8k" not in summary["extra"] and "skipped eval gsm8k" in err
     evals = sorted(p.name for p in (job / "evals").iterdir())
-    assert evals == ["base_greedy.json", "grpo_greedy.json", "grpo_sampled.json", "sft_greedy.json", "sft_sampled.json"]
+    assert evals == ["base_arith_mul.json", "base_greedy.json", "grpo_arith_mul.json", "grpo_greedy.json", "grpo_sampled.json",
+                     "sft_arith_mul.json", "sft_greedy.json", "sft_sampled.json"]
     stamps = {p.name: p.stat().st_mtime_ns for p in (job / "evals").iterdir()}
     stamps["sft"] = (job / "sft" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
     code, _, err = _run(["grpo", str(tmp_path / "grpo.yaml"), "--resume", str(job)], capsys)
