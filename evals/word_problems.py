@@ -112,7 +112,8 @@ def make_word_problems(split: str, n: int, seed: int = 0, steps: int | tuple[int
         if d is None or key in seen or not _small(d, max_number) or split_of(template, k, d.numbers) != split:
             misses, tries = misses + 1, tries + 1
             if misses > 200 + 100 * n:
-                raise ValueError(f"cannot draw {n} distinct {split} word problems for templates {names}, steps {lo}-{hi}")
+                raise ValueError(f"cannot draw {n} distinct {split} word problems for templates {names}, steps {lo}-{hi}, "
+                                 f"numbers <= {max_number} (ask for fewer, or allow more steps or larger numbers)")
             continue
         seen.add(key)
         out.append(_row(template, k, d))

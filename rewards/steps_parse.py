@@ -122,11 +122,11 @@ def tokenize(s: str, offset: int = 0, notes: list[tuple[int, int]] | None = None
                 continue
         if _digit(ch) or (ch == "." and i + 1 < n and _digit(s[i + 1])):
             tok, i = _number(s, i)
-        elif ch.isascii() and ch.isalpha():
-            j = i
+        elif (ch.isascii() and ch.isalpha()) or _unit_slash(s, i, toks, offset):
+            j = i + 1
             while j < n and s[j].isascii() and s[j].isalpha():
                 j += 1
-            tok, i = Token("W", s[i:j].lower(), i, j), j
+            tok, i = Token("W", s[i:j].lower(), i, j), j  # "/h" of "km/h", "/hour" of "$12/hour": a unit word
         else:
             tok, i = _symbol(s, i, s[i - 1] if i else "")
             if tok is None:
@@ -138,15 +138,28 @@ def tokenize(s: str, offset: int = 0, notes: list[tuple[int, int]] | None = None
     return _fractions(toks)
 
 
+def _unit_slash(s: str, i: int, toks: list[Token], offset: int) -> bool:
+    """Does a unit's denominator start at ``i``: ``/`` tight between a number or its unit and a word (``12/hour``, ``km/h``)?"""
+    if s[i] != "/" or i + 1 >= len(s) or not (s[i + 1].isascii() and s[i + 1].isalpha()) or not toks:
+        return False
+    return toks[-1].end == i + offset and (toks[-1].kind == "N" or (toks[-1].kind == "W" and len(toks) > 1 and toks[-2].kind == "N"))
+
+
+def _after_operand(toks: list[Token], k: int) -> bool:
+    """Does token ``k`` follow an operand, maybe with its unit words (``2 hours x 60``, ``4 km/h x 2``)?"""
+    j = k - 1
+    while j > 0 and k - j <= MAX_UNIT_WORDS and _unit(toks, j):
+        j -= 1
+    return toks[j].kind in "NR"
+
+
 def _resolve_words(toks: list[Token]) -> None:
     """``3 x 4``, ``2 hours x 60``, ``5 times 4``, ``20% of 50``: these words are multiplications."""
     for k in range(1, len(toks) - 1):
         t = toks[k]
         if t.kind != "W" or toks[k + 1].kind not in "NL":
             continue
-        p = toks[k - 1]
-        after_operand = p.kind in "NR" or (p.kind == "W" and k > 1 and toks[k - 2].kind == "N")
-        if (t.text in MULTIPLY_WORDS and after_operand) or (t.text == "of" and p.kind == "N" and p.pct):
+        if (t.text in MULTIPLY_WORDS and _after_operand(toks, k)) or (t.text == "of" and toks[k - 1].kind == "N" and toks[k - 1].pct):
             toks[k] = Token("O", "*", t.start, t.end, note=t.note)
 
 
@@ -189,8 +202,12 @@ def _mixed_tail(frac: list[Token]) -> bool:
             and 0 < int(b.text) < int(c.text))
 
 
-def _unit(t: Token) -> bool:
-    return t.kind == "W" and len(t.text) > 1 and t.text not in STOP_WORDS
+def _unit(toks: list[Token], j: int) -> bool:
+    """Is token ``j`` a unit word: a word that is not prose, or one letter spaced after its number ("2 h")?"""
+    t, p = toks[j], (toks[j - 1] if j else None)
+    if t.kind != "W" or len(t.text) > 1:
+        return t.kind == "W" and t.text not in STOP_WORDS
+    return t.text not in "xai" and p is not None and p.kind == "N" and p.end < t.start  # "1.2Y" is not
 
 
 def scan_right(toks: list[Token], i: int) -> int | None:
@@ -212,7 +229,7 @@ def scan_right(toks: list[Token], i: int) -> int | None:
                 return None  # "16 + x": an unknown, not arithmetic
             else:
                 break
-        elif _unit(t) and units < MAX_UNIT_WORDS:
+        elif _unit(toks, j) and units < MAX_UNIT_WORDS:
             units, j = units + 1, j + 1
         elif (t.kind == "N" or (t.kind == "W" and len(t.text) == 1)) and units == 0:
             return None  # "18 000", "1.2Y": not one number
@@ -244,7 +261,7 @@ def scan_left(toks: list[Token], e: int) -> int | None:
     while j >= 0 and e - j <= MAX_SIDE_TOKENS:
         t = toks[j]
         if want_end:
-            if _unit(t) and units < MAX_UNIT_WORDS:
+            if _unit(toks, j) and units < MAX_UNIT_WORDS:
                 units, j = units + 1, j - 1
             elif t.kind in "NR":
                 depth, units, pend, j = depth + (t.kind == "R"), 0, -1, j - 1

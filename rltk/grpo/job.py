@@ -22,7 +22,7 @@ from rewards import RewardSet
 from rltk.core.config import to_dict
 from rltk.core.errors import UserError
 from rltk.grpo.config import GRPOJobConfig
-from rltk.grpo.loop import GRPOResult, train
+from rltk.grpo.loop import GRPOResult, load_inputs, train
 from rltk.metrics import LiveView
 from rltk.policy import DenseSampler, Policy, compute_dtype, policy_from_config
 from rltk.plot import plot_run
@@ -57,8 +57,9 @@ def run_job(cfg: GRPOJobConfig, *, resume: str | Path | None = None, live: bool 
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     torch.manual_seed(cfg.seed)
     try:
+        inputs = load_inputs(cfg, reward_set)  # a bad data source or reward fails now, not after SFT and the evals
         policy, evals = _before_grpo(cfg, run_dir, live, say) if cfg.warm_start is not None or cfg.eval.enabled else (None, {})
-        grpo = train(cfg, reward_set=reward_set, policy=policy, live=live, claimed_dir=True,
+        grpo = train(cfg, policy=policy, live=live, claimed_dir=True, inputs=inputs,
                      resume=run_dir if resume is not None and list_checkpoints(run_dir) else None)
     except BaseException:
         if resume is None:  # a job that failed before writing anything leaves no empty folder

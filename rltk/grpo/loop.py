@@ -83,13 +83,14 @@ class _Run:
 
 def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Policy | None = None,
           backend: Any = None, resume: str | Path | None = None, live: bool | None = None,
-          claimed_dir: bool = False) -> GRPOResult:
+          claimed_dir: bool = False, inputs: Inputs | None = None) -> GRPOResult:
     """Run (or resume) GRPO as configured; returns the run folder, the final adapter and the history.
 
     A fresh run refuses a ``run_dir`` that holds another run's files (see :mod:`rltk.runs`);
-    ``claimed_dir``: the caller (the job pipeline) has already made ``cfg.run_dir`` this run's folder.
+    ``claimed_dir``: the caller (the job pipeline) has already made ``cfg.run_dir`` this run's folder;
+    ``inputs``: its :func:`load_inputs` (else loaded here, before any model).
     """
-    run = _setup(cfg, reward_set, policy, backend, resume, live, claimed_dir)
+    run = _setup(cfg, reward_set, policy, backend, resume, live, claimed_dir, inputs)
     g = cfg.grpo
     try:
         for step in range(run.start_step, g.steps):
@@ -253,9 +254,17 @@ def _record(run: _Run, o: StepOutcome) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- set-up
 
 
-def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | None, backend: Any,
-           resume: str | Path | None, live: bool | None, claimed: bool) -> _Run:
-    # data and rewards first: a bad row or reward fails before any model is loaded
+@dataclass(frozen=True)
+class Inputs:
+    """GRPO's prompts and rewards, loaded and checked (``from_config``: the rewards were built from ``cfg.rewards``)."""
+    data: Dataset
+    reward_set: RewardSet
+    from_config: bool
+
+
+def load_inputs(cfg: GRPOJobConfig, reward_set: RewardSet | None = None) -> Inputs:
+    """Data and rewards first: a bad row, source or reward fails before any model is loaded (the job
+    calls this before its evals and SFT warm start, so it fails in seconds, not after them)."""
     data = load_dataset(cfg.data)
     data.check_for_prompts()
     from_config = reward_set is None
@@ -264,6 +273,13 @@ def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | No
             raise UserError("rewards: the config lists no rewards (add e.g. '- name: math_answer')")
         reward_set = RewardSet(list(cfg.rewards), timeout_s=cfg.reward_timeout_s, **cfg.reward_sandbox.options())
     data.check_rewards(reward_set)
+    return Inputs(data, reward_set, from_config)
+
+
+def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | None, backend: Any,
+           resume: str | Path | None, live: bool | None, claimed: bool, inputs: Inputs | None) -> _Run:
+    inputs = inputs or load_inputs(cfg, reward_set)
+    data, reward_set, from_config = inputs.data, inputs.reward_set, inputs.from_config
     run_dir, ckpt = _open_run_dir(cfg, resume, claimed)
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     try:

@@ -44,6 +44,12 @@ def verdicts(text: str) -> list[tuple[str, bool]]:
     ("her father was 60 / 3/4 = 80 years", [("60 / 3/4 = 80", True)]),
     ("9/21 * 100% = 42.86 and 3/4 * 100 = 75%", [("9/21 * 100% = 42.86", True), ("3/4 * 100 = 75%", True)]),
     ("20 / 240 = 0.0833... so", [("20 / 240 = 0.0833...", True)]),
+    # compound and one-letter units: "km/h", "$12/hour", "2 h", "3 m/s" are units, not divisions by a word
+    ("Speed = 120 / 40 = 4 km/h", [("120 / 40 = 4", False)]),
+    ("Distance = 60 km/h x 2 h = 120 km", [("60 km/h x 2 h = 120", True)]),
+    ("Pay = $12/hour x 3 hours = $37", [("$12/hour x 3 hours = $37", False)]),
+    ("Speed = 120/40 = 3 m/s", [("120/40 = 3", True)]),
+    ("5 m + 3 m = 8 m, 2 kg x 4 = 9 kg", [("5 m + 3 m = 8", True), ("2 kg x 4 = 9", False)]),
 ])
 def test_constructs(text, steps):
     assert verdicts(text) == steps
@@ -52,6 +58,8 @@ def test_constructs(text, steps):
 @pytest.mark.parametrize("text", [
     "= 24", "x = 24", "Answer = 24 apples", "3 hours = 180 minutes", "#### 72",
     "Day 1 = 5 apples", "24 = 24", "(3 + 4 = 7 is wrong in prose?) nope: x",
+    "then 1.2Y = 3",  # a letter stuck to a number is a name, not a unit
+
 ])
 def test_not_steps(text):
     r = [s for s in check_steps(text).steps if s.text != "3 + 4 = 7"]

@@ -75,6 +75,25 @@ def test_resume_of_a_job_killed_before_its_first_checkpoint(tmp_path, capsys):
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
 
 
+def test_a_job_with_bad_grpo_data_fails_before_any_model_eval_or_sft(tmp_path, capsys, monkeypatch):
+    from rltk.grpo import job
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded before the GRPO data was checked")
+
+    monkeypatch.setattr(job, "policy_from_config", no_model)
+    sft = tmp_path / "sft.yaml"
+    sft.write_text("model: {spec: tiny-random, quant: none}\ndata: {source: arithmetic, limit: 16}\nsft: {steps: 1}\n")
+    cfg = tmp_path / "c.yaml"  # too many distinct 2-step problems with numbers <= 10: found by the job at once
+    cfg.write_text(f"model: {{spec: tiny-random, quant: none}}\nwarm_start: {sft}\nrewards: [{{name: format_answer}}]\n"
+                   "data: {source: word_problems, limit: 5000, options: {steps: '2', max_number: 10}}\n"
+                   "eval: {enabled: true, task: arithmetic, n: 4}\nlog: {live: false}\n"
+                   f"run_dir: {tmp_path / 'run'}\n")
+    code, _, err = _run(["grpo", str(cfg)], capsys)
+    assert code == 2 and "data: word_problems: cannot draw 5000 distinct" in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "run" / "evals").exists() and not (tmp_path / "run" / "sft").exists()
+
+
 def test_sft_then_grpo_from_its_adapter_then_plot(tmp_path, capsys):
     sft = tmp_path / "sft.yaml"
     sft.write_text(
