@@ -138,7 +138,8 @@ def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, l
     paths = {"greedy": out / f"{stage}_greedy.json", "sampled": out / f"{stage}_sampled.json"}
     paths.update({extra_name(x): out / f"{stage}_{extra_name(x)}.json" for x in e.extra})
     sampled = e.samples > 0 and stage in e.sampled_stages
-    wanted = [k for k in paths if (k != "sampled" or sampled) and k in ("greedy", "sampled", *_present(e.extra))]
+    present = _present(e.extra)  # extra evals whose data is there (the others are skipped with a note)
+    wanted = ["greedy", *(["sampled"] if sampled else []), *present]
     if all(paths[k].is_file() for k in wanted):  # a resumed job keeps its finished evals
         return {k: load_result(paths[k]) if k in wanted else None for k in paths}
     task = eval_task(cfg)
@@ -160,7 +161,7 @@ def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, l
         results["sampled"].save(paths["sampled"])
     for x in e.extra:  # more held-out tasks, greedy
         name = extra_name(x)
-        if x.get("data") and not Path(x["data"]).expanduser().exists():
+        if name not in present:
             LiveView(0, enabled=False).note(f"[yellow]skipped eval {name}:[/yellow] its data {x['data']} is not there")
             continue
         results[name] = evaluate(target, eval_task(cfg, x["task"], x.get("task_args") or {}), data=x.get("data"),
