@@ -217,6 +217,9 @@ def main() -> None:
             for _ in items:
                 write_frame(out_fd, ("err", f"cannot load reward: {err}"))
             continue
+        # Loading (a first call imports the user's file and what it imports: seconds for torch) is over:
+        # the parent starts the items' clocks now, so an import is never taken for a slow or hanging row.
+        write_frame(out_fd, ("loaded", None))
         for args, kwargs in items:
             status, value = _call(fn, args, kwargs)
             try:

@@ -181,10 +181,11 @@ def run_sandboxed(pool: SandboxPool, target: Target, completions: list, columns:
         return ran
     if n == 1:  # the batch is the row
         return _add_rows(ran, pool.run(target, [((completions,), columns)], timeout_s), state)
-    stop_batch, stop_rows = threading.Event(), threading.Event()
-    batch = pool.submit(target, [((completions,), columns)], batch_timeout_s, stop_batch)
+    stop_batch, stop_rows, loaded = threading.Event(), threading.Event(), threading.Event()
+    batch = pool.submit(target, [((completions,), columns)], batch_timeout_s, stop_batch, loaded)
     batch.add_done_callback(lambda f: stop_rows.set() if _valid_batch(f, n) else None)
     rows: list[Outcome] | None = None
+    loaded.wait()  # a worker starting, or importing the reward's file, is not the batch being slow
     try:
         batch.result(timeout=_speculate_after(state, n, timeout_s))
     except FutureTimeout:

@@ -45,7 +45,9 @@ class SandboxPool:
         self.size = max(1, int(size))
         self.isolation = isolation
         self.closed = False
-        self._idle: queue.Queue[Worker] = queue.Queue()
+        # Last in, first out: the next task goes to the worker that ran the last one, which has the
+        # reward loaded (a FIFO queue would send each batch call to a colder worker, each importing it anew).
+        self._idle: queue.LifoQueue[Worker] = queue.LifoQueue()
         self._lock = threading.Lock()
         self._all: list[Worker] = []
         self._threads = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="rltk-reward")
@@ -94,7 +96,8 @@ class SandboxPool:
                 if cancel.is_set():  # type: ignore[union-attr]
                     return None
 
-    def _run_chunk(self, target: Target, items: list, timeout_s: float, cancel: threading.Event | None = None) -> list[Outcome]:
+    def _run_chunk(self, target: Target, items: list, timeout_s: float, cancel: threading.Event | None = None,
+                   loaded: threading.Event | None = None) -> list[Outcome]:
         results: list[Outcome] = []
         dead_before_start = 0
         while len(results) < len(items):
@@ -103,7 +106,7 @@ class SandboxPool:
                 results += [Outcome(False, error="cancelled", cancelled=True) for _ in items[len(results):]]
                 break
             try:
-                got = w.run_chunk(target, items[len(results):], timeout_s, cancel)
+                got = w.run_chunk(target, items[len(results):], timeout_s, cancel, loaded)
             except Cancelled:  # given up while the worker was starting: it stays, for the next task
                 self._idle.put(w)
                 continue
@@ -140,9 +143,13 @@ class SandboxPool:
         return [o for f in futures for o in f.result()]
 
     def submit(self, target: Target, items: list[tuple[tuple, dict]], timeout_s: float,
-               cancel: threading.Event | None = None) -> Future:
-        """``run`` in the background on one worker: a Future of the Outcomes."""
-        return self._threads.submit(self._run_chunk, target, items, timeout_s, cancel)
+               cancel: threading.Event | None = None, loaded: threading.Event | None = None) -> Future:
+        """``run`` in the background on one worker: a Future of the Outcomes. ``loaded`` is set once a
+        worker has started and loaded the target (or the call has ended), when the items' clocks start."""
+        fut = self._threads.submit(self._run_chunk, target, items, timeout_s, cancel, loaded)
+        if loaded is not None:
+            fut.add_done_callback(lambda _: loaded.set())
+        return fut
 
     def close(self) -> None:
         """Kill every worker (and what it spawned); ``get_pool`` then starts a fresh pool."""

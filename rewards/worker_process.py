@@ -22,6 +22,7 @@ log = logging.getLogger("rewards")
 
 HEADER = struct.Struct("<Q")
 STARTUP_TIMEOUT_S = 120.0  # a cold interpreter importing sympy on a busy machine; not counted against tasks
+LOAD_TIMEOUT_S = 120.0  # loading a reward in a worker (importing its file: torch, transformers); not counted against rows
 CANCEL_POLL_S = 0.05  # how often a wait for a reply checks its cancel event
 EXIT_GRACE_S = 2.0  # a worker that closed its pipe is given this long to exit by itself (its exit code is the error)
 
@@ -171,7 +172,7 @@ class Worker:
         _warn_once(self.report)
 
     def run_chunk(self, target: Target, items: list[tuple[tuple, dict]], timeout_s: float,
-                  cancel: threading.Event | None = None) -> list[Outcome]:
+                  cancel: threading.Event | None = None, loaded: threading.Event | None = None) -> list[Outcome]:
         """Run ``items`` in order; each gets ``timeout_s`` from the previous reply. Stops at the first
         timeout or cancel (the worker is then dead): the returned list may be shorter than ``items``.
         Cancelled if ``cancel`` is set while the worker is still starting."""
@@ -192,10 +193,17 @@ class Worker:
             self.kill()
             raise WorkerDied(f"reward worker pipe closed: {e}") from e
         out: list[Outcome] = []
+        first = self._await_load(timeout_s, cancel, out)
+        if first is None:
+            return out
+        if loaded is not None:
+            loaded.set()
+        pending = None if first == ("loaded", None) else first  # loading failed: this is the first item's reply
         for _ in items:
             t0 = time.monotonic()
             try:
-                status, value = read_frame(self._out, t0 + timeout_s, cancel)
+                status, value = pending or read_frame(self._out, t0 + timeout_s, cancel)
+                pending = None
             except Cancelled:
                 self.kill()
                 out.append(Outcome(False, error="cancelled", cancelled=True, seconds=time.monotonic() - t0))
@@ -212,6 +220,24 @@ class Worker:
             dt = time.monotonic() - t0
             out.append(Outcome(True, value, seconds=dt) if status == "ok" else Outcome(False, error=value, seconds=dt))
         return out
+
+    def _await_load(self, timeout_s: float, cancel: threading.Event | None, out: list[Outcome]) -> tuple | None:
+        """Wait (under ``LOAD_TIMEOUT_S``, or ``timeout_s`` if longer) for the worker to load the target:
+        its ``("loaded", None)`` frame, or the first item's reply when loading failed. None (and the
+        outcome in ``out``) when the worker was killed meanwhile."""
+        t0, limit = time.monotonic(), max(timeout_s, LOAD_TIMEOUT_S)
+        try:
+            return read_frame(self._out, t0 + limit, cancel)
+        except Cancelled:
+            err, timed_out = "cancelled", False
+        except TimeoutError:
+            err, timed_out = f"timed out loading the reward after {limit:g} s", True
+        except EOFError:
+            err, timed_out = f"worker died loading the reward (exit code {self.kill(grace_s=EXIT_GRACE_S)})", False
+        self.kill()
+        out.append(Outcome(False, error=err, cancelled=err == "cancelled", timed_out=timed_out,
+                           seconds=time.monotonic() - t0))
+        return None
 
     def alive(self) -> bool:
         return self.proc.poll() is None

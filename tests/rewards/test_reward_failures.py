@@ -125,3 +125,21 @@ def test_a_reward_that_answers_sometimes_never_trips_the_breaker():
 def test_bad_settings_are_user_errors(kwargs, msg):
     with pytest.raises(UserError, match=msg):
         RewardSet([RewardSpec("format_answer")], **kwargs)
+
+
+def test_a_reward_file_slow_to_import_loses_no_sample_and_loads_once(tmp_path):
+    # A TRL-style reward file that imports torch takes seconds to load in a fresh worker. Loading is
+    # not a hanging row: it has its own limit, and the next batch goes to the worker that has it loaded.
+    slow = tmp_path / "slow_import.py"
+    slow.write_text("import os, time\ntime.sleep(1.5)\n"
+                    "def pid(completions, **kw):\n    return [float(os.getpid())] * len(completions)\n")
+    rs = RewardSet([RewardSpec(f"{slow}:pid", label="pid")], timeout_s=0.5)
+    seconds, pids = [], set()
+    for _ in range(4):
+        t0 = time.perf_counter()
+        s = rs.score([f"row {i}" for i in range(8)])
+        seconds.append(time.perf_counter() - t0)
+        assert s.failed == [False] * 8 and s.failures == {"pid": 0}
+        pids |= set(s.components["pid"])
+    assert len(pids) == 1, "every batch ran on the one worker that had loaded the file"
+    assert max(seconds[1:]) < 1.0, seconds
