@@ -17,6 +17,7 @@ from rich.table import Table
 
 from evals.compare import compare
 from evals.reasoning import compare_reasoning
+from evals.task_metrics import compare_task_metrics
 from evals.items import check_limit
 from evals.report import comparison_markdown, comparison_table, per_class_table, result_markdown, result_table
 from evals.result import EvalResult, load_result
@@ -158,16 +159,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     a, b = load_result(args.a), load_result(args.b)
     c = compare(a, b, alpha=args.alpha, n_resamples=args.resamples, seed=args.seed)
     more = compare_reasoning(a, b, alpha=args.alpha, n_resamples=args.resamples, seed=args.seed)
+    own = compare_task_metrics(a, b, alpha=args.alpha, n_resamples=args.resamples, seed=args.seed)
     console = Console()
     console.print(comparison_table(c, a_label=f"A {args.a}", b_label=f"B {args.b}"))
     console.print(c.verdict, style="bold", highlight=False)
-    for r in more:
+    for r in more + own:
         console.print(f"{r.metric}: {r.verdict}", highlight=False)
     if args.markdown:
-        text = comparison_markdown(c, a, b) + "".join(f"\n**{r.metric}**: {r.verdict}\n" for r in more)
+        text = comparison_markdown(c, a, b) + "".join(f"\n**{r.metric}**: {r.verdict}\n" for r in more + own)
         Path(args.markdown).expanduser().write_text(text, encoding="utf-8")
     if args.output:
-        out = {**c.to_dict(), "reasoning": [r.to_dict() for r in more]}
+        out = {**c.to_dict(), "reasoning": [r.to_dict() for r in more], "task_metrics": [r.to_dict() for r in own]}
         Path(args.output).expanduser().write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return 0
 

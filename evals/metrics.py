@@ -152,6 +152,7 @@ def compute_metrics(
     m["truncated_rate"] = sum(1 for s in samples if s["truncated"]) / len(samples) if samples else 0.0
     m["rewards"] = _reward_means(samples, reward_labels)
     m["reasoning"] = reasoning_metrics(samples)
+    m["task_metrics"] = summarise(records) or None  # evals.task_metrics: e.g. the legal metrics
     if labels:
         gold = [r.get("label", "") for r in records]
         pred = [r["samples"][0]["answer"] for r in records]  # first sample (the greedy answer when greedy)
@@ -232,3 +233,43 @@ def reasoning_metrics(samples: Sequence[dict[str, Any]]) -> dict[str, Any] | Non
         "shows_steps": sum(1 for s in checked if s["steps"]) / n,
         "n_samples": n,
     }
+
+
+# ----------------------------------------------------------------------------- a task's own metrics
+
+
+def item_value(record: dict[str, Any], name: str) -> float | None:
+    """The mean of the item's samples' ``name`` (those that have it); None when none has it."""
+    vals = [s.get("metrics", {}).get(name) for s in record.get("samples", [])]
+    vals = [float(v) for v in vals if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def names_in(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The metric names the records' samples carry, in first-seen order."""
+    seen: dict[str, None] = {}
+    for r in records:
+        for s in r.get("samples", []):
+            seen.update(dict.fromkeys(s.get("metrics") or {}))
+    return list(seen)
+
+
+def interval(values: Sequence[float]) -> tuple[float, float]:
+    """95% interval of a mean: Wilson-style for values in [0, 1] (:func:`evals.metrics.mean_interval`),
+    else the normal interval."""
+    if all(0.0 <= v <= 1.0 for v in values):
+        return mean_interval(values)
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return (mean - Z95 * sd / math.sqrt(n), mean + Z95 * sd / math.sqrt(n))
+
+
+def summarise(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per metric: ``mean`` over items (of each item's sample mean), ``ci`` (95%), ``n_items`` having it."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in names_in(records):
+        vals = [v for v in (item_value(r, name) for r in records) if v is not None]
+        if vals:
+            out[name] = {"mean": sum(vals) / len(vals), "ci": list(interval(vals)), "n_items": len(vals)}
+    return out

@@ -22,7 +22,8 @@ def score_samples(reward_set: RewardSet, rows: Rows, messages: Sequence[list[dic
     return reward_set.score(flat_text, **cols)
 
 
-def _sample_record(task: Task, completion: Any, comp_scores: dict[str, float | None], total: float) -> dict[str, Any]:
+def _sample_record(task: Task, completion: Any, comp_scores: dict[str, float | None], total: float,
+                   row: dict[str, Any]) -> dict[str, Any]:
     """One sample: its text, extracted answer, correctness (binary tasks) or graded score, and components."""
     correct = None
     if not task.graded:
@@ -43,6 +44,7 @@ def _sample_record(task: Task, completion: Any, comp_scores: dict[str, float | N
         "tokens": completion.tokens,
         "truncated": completion.truncated,
         **step_fields(completion.text, correct),
+        **({"metrics": task.sample_metrics(completion.text, row)} if task.sample_metrics else {}),
     }
 
 
@@ -57,7 +59,7 @@ def build_records(task: Task, rows: Rows, ids: Sequence[str], prompts: Sequence[
         samples = []
         for c in comps:
             comp_scores = {lab: scores.components[lab][flat] for lab in labels}
-            samples.append(_sample_record(task, c, comp_scores, scores.total[flat]))
+            samples.append(_sample_record(task, c, comp_scores, scores.total[flat], row))
             flat += 1
         records.append(
             {

@@ -6,6 +6,7 @@ from typing import Any
 
 from evals.compare import Comparison
 from evals.reasoning import reasoning_rows
+from evals.task_metrics import metric_rows as task_metric_rows
 from evals.result import EvalResult
 
 
@@ -38,6 +39,7 @@ def metric_rows(result: EvalResult) -> list[tuple[str, str]]:
         rows.append(("macro-F1", f"{m['macro_f1']:.3f}"))
     rows.append(("format compliance", _pct(m.get("format_rate"))))
     rows += reasoning_rows(m)
+    rows += task_metric_rows(m)
     rows.append(("mean completion", f"{m['mean_completion_tokens']:.1f} tokens"))
     rows.append(("truncated", _pct(m["truncated_rate"])))
     for lab, r in m.get("rewards", {}).items():

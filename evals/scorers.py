@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from rewards.core import BuiltinReward
+from rewards.summary import SummaryShape  # noqa: F401  (re-exported: the reward lives in rewards, registered as summary_shape)
 
 MAX_SCAN_CHARS = 4000  # labels are looked for in the first characters only
 
@@ -104,58 +105,3 @@ class LabelValid(BuiltinReward):
 
     def score_one(self, text: str, row: dict[str, Any]) -> float | None:
         return 1.0 if exact_label(text, self.labels) is not None else 0.0
-
-
-_LIST_LINE = re.compile(r"^\s*(?:[-*•]|\d+[.)]|#{1,6})\s")
-_SENTENCE = re.compile(r"[.!?](?:\s|$)")
-
-
-@dataclass(frozen=True)
-class SummaryShape(BuiltinReward):
-    """Length and structure of a plain-English summary, in [0, 1]: the mean of
-
-    * length: 1.0 for ``min_words`` to ``max_words`` words and at most ``max_ratio`` times the
-      source's words (a summary is shorter than what it summarises); falling linearly to 0 at
-      twice the limit (or at 0 words below ``min_words``);
-    * structure: plain prose — no markdown lists or headings, no preamble such as
-      "Here is a summary:", and at most ``max_sentences`` sentences ending in . ! or ?.
-
-    >>> s = SummaryShape()
-    >>> s.score_one("You can cancel at any time, but fees paid are not refunded.", {"original_text": "x " * 80})
-    1.0
-    >>> s.score_one("Here is a summary:\\n- you pay\\n- they keep it", {"original_text": "x " * 80})
-    0.5
-    """
-
-    min_words: int = 5
-    max_words: int = 60
-    max_ratio: float = 0.6
-    max_sentences: int = 3
-    source_column: str | None = "original_text"
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_words <= self.max_words or self.max_ratio <= 0 or self.max_sentences < 1:
-            raise ValueError("SummaryShape needs 0 < min_words <= max_words, max_ratio > 0, max_sentences >= 1")
-
-    def score_one(self, text: str, row: dict[str, Any]) -> float | None:
-        text = text[: MAX_SCAN_CHARS * 4]
-        words = len(text.split())
-        limit = self.max_words
-        src = row.get(self.source_column) if self.source_column else None
-        if src:
-            limit = max(self.min_words, min(limit, int(self.max_ratio * len(str(src).split()))))
-        if words < self.min_words:
-            length = words / self.min_words
-        elif words <= limit:
-            length = 1.0
-        else:
-            length = max(0.0, 1.0 - (words - limit) / limit)
-        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-        listy = any(_LIST_LINE.match(ln) for ln in lines)
-        preamble = bool(lines) and bool(re.match(r"(?i)^\s*(?:here(?:'s| is)|summary\s*:|sure\b|certainly\b)", lines[0]))
-        sentences = len(_SENTENCE.findall(text.strip() + (" " if text.strip() else "")))
-        prose = bool(lines) and not listy and not preamble and 1 <= sentences <= self.max_sentences
-        ends = text.strip().endswith((".", "!", "?"))
-        plain = bool(lines) and not listy and not preamble
-        structure = 1.0 if prose and ends else (0.5 if plain else 0.0)
-        return round((length + structure) / 2, 12)

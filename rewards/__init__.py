@@ -12,6 +12,7 @@ import rewards.math  # noqa: F401,E402  (registers math_answer)
 import rewards.formats  # noqa: F401,E402  (registers format_answer, think_format, regex, overlong, repetition)
 from rewards.steps import Step, StepReport, check_steps  # noqa: E402  (registers step_check)
 import rewards.legal  # noqa: F401,E402  (registers legal_terms)
+import rewards.summary  # noqa: F401,E402  (registers summary_shape, no_copy, legal_summary)
 import rewards.gym  # noqa: F401,E402  (registers gym_score; reasoning-gym itself loads on first use)
 import rewards.reward_model  # noqa: F401,E402  (registers reward_model; torch and transformers load on first use)
 

@@ -52,4 +52,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=50, help="rows to attack (default 50)")
     p.add_argument("--high", type=float, default=0.5, help="a total >= this counts as scored high (default 0.5)")
     p.add_argument("--gold-column", default="answer", help="column with the gold answer, for the answer attacks")
+    p.add_argument("--honest-column", help="column with an honest completion per row: scored too, and every attack "
+                                           "is counted where it scores at least as much (e.g. a good summary)")
     p.set_defaults(func="rewards.commands:cmd_audit")

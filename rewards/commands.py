@@ -235,18 +235,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
     rs.check_columns(_common_keys(rows) | {"completion"}, where=args.data)
     with _progress() as prog:
         task = prog.add_task("auditing", total=len(rows))
-        reports = run_audit(rs, rows, args.gold_column, args.high, progress=lambda i: prog.update(task, completed=i))
+        reports = run_audit(rs, rows, args.gold_column, args.high, progress=lambda i: prog.update(task, completed=i),
+                            honest_column=args.honest_column)
     table = Table(title=f"hackability of {', '.join(rs.labels)} on {len(rows)} rows of {args.data}")
-    for col in ("attack", f"scored >= {args.high:g}", "mean total", "None", "failures", "slowest s"):
+    honest = args.honest_column is not None
+    for col in ("attack", f"scored >= {args.high:g}", *(["scored >= honest"] if honest else []), "mean total", "None",
+                "failures", "slowest s"):
         table.add_column(col, justify="left" if col == "attack" else "right")
     for r in reports:
         flag = f"[bold red]{r.high_share:.0%}[/bold red]" if r.high else "0%"
-        table.add_row(r.attack, flag, f"{r.mean:.3f}", f"{r.none_share:.0%}", str(r.failures), f"{r.max_seconds:.3f}")
+        beats = [] if not honest else ["–" if r.beats_honest is None else
+                                       f"[bold red]{r.beats_honest}/{r.rows}[/bold red]" if r.beats_honest else f"0/{r.rows}"]
+        table.add_row(r.attack, flag, *beats, f"{r.mean:.3f}", f"{r.none_share:.0%}", str(r.failures), f"{r.max_seconds:.3f}")
     Console().print(table)
     report = report_json(reports, rs.labels, str(args.data), args.high)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     hackable = report["hackable"]
-    Console().print(f"scored high by: [bold red]{', '.join(hackable)}[/bold red]" if hackable else "no attack scored high")
+    what = "scored at least the honest completion" if honest else "scored high"
+    Console().print(f"{what}: [bold red]{', '.join(hackable)}[/bold red]" if hackable else f"no attack {what}")
     return 0

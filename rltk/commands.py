@@ -103,24 +103,48 @@ def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
     Console().print(table)
 
 
+def _print_task_metrics(console: Console, summary: dict[str, Any], stages: list[str]) -> None:
+    """The task's own metrics per stage (mean and 95% interval, greedy), then each paired comparison."""
+    per = summary.get("task_metrics") or {}
+    if not per:
+        return
+    table = Table(title="task metrics (greedy, 95% CI)")
+    table.add_column("metric")
+    for s in stages:
+        table.add_column(s, justify="right")
+    for name, by_stage in per.items():
+        cells = []
+        for s in stages:
+            v = by_stage.get(s)
+            cells.append("–" if v is None else f"{v['mean']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]")
+        table.add_row(name, *cells)
+    console.print(table)
+    for key in [k for k in summary if k.startswith("task_metric_verdicts_")]:
+        for metric, verdict in summary[key].items():
+            console.print(f"{metric}: {verdict}", highlight=False)
+
+
 def print_job(summary: dict[str, Any]) -> None:
     """The job's table: held-out accuracy, format rate and sampled pass@1 per stage, then the tests."""
     console = Console()
     stages = list(summary.get("accuracy", {}))
     if stages:
+        graded = "score" in summary  # a graded task (e.g. legal_summary): mean item score, not accuracy
         table = Table(title=f"held-out eval ({summary.get('n_eval_items')} items, seed {summary.get('seed')})")
         table.add_column("stage")
-        table.add_column("accuracy (greedy)", justify="right")
+        table.add_column("score (greedy)" if graded else "accuracy (greedy)", justify="right")
         table.add_column("format", justify="right")
-        table.add_column(f"pass@1 ({summary.get('eval_samples')} samples)", justify="right")
+        table.add_column(f"{'score' if graded else 'pass@1'} ({summary.get('eval_samples')} samples)", justify="right")
         reasoning = [(k, t) for k, t in (("reasoning_validity", "valid reasoning"), ("lucky_answers", "lucky"),
                                          ("reasoning_validity_sampled", "valid (sampled)")) if k in summary]
         for _, title in reasoning:
             table.add_column(title, justify="right")
+        first, second = ("score", "score_sampled") if graded else ("accuracy", "pass1_sampled")
         for s in stages:
-            table.add_row(s, _pct(summary["accuracy"].get(s)), _pct(summary["format_rate"].get(s)),
-                          _pct(summary["pass1_sampled"].get(s)), *(_pct(summary[k].get(s)) for k, _ in reasoning))
+            table.add_row(s, _pct(summary[first].get(s)), _pct(summary["format_rate"].get(s)),
+                          _pct(summary[second].get(s)), *(_pct(summary[k].get(s)) for k, _ in reasoning))
         console.print(table)
+        _print_task_metrics(console, summary, stages)
     for key in ("verdict_greedy", "verdict_pass1", "verdict_reasoning_validity_sampled", "verdict_lucky_answers_sampled"):
         if summary.get(key):
             name = key.removeprefix("verdict_").replace("_", " ").replace("pass1", "pass@1")

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from rltk.core.errors import UserError
 from rltk.core.rows import Rows, load_hub_rows, read_rows
+from rltk.core.splits import SPLITS, split_by_group
 from rltk.core.templates import fill, template_fields
 from rltk.sources import SOURCES, generated_rows, is_generated
 
@@ -57,7 +58,7 @@ class DataConfig:
     """
 
     source: str = "arithmetic"  # a registered source (SOURCES: "arithmetic", "NAME:ARG" for a family), a .jsonl/.json/.csv/.tsv/.parquet/.arrow file or save_to_disk folder, or "hf:ORG/NAME"
-    split: str = "train"  # arithmetic and hub datasets: which split
+    split: str = "train"  # generated sources and hub datasets: which split; with split_by: train or test
     hf_config: str | None = None  # hub dataset configuration name
     limit: int | None = None  # use the first N rows (arithmetic: generate N problems; default 5000)
     system_prompt: str | None = None
@@ -71,10 +72,22 @@ class DataConfig:
     mul_digits: int | None = None
     data_seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)  # a generated source's own options (e.g. steps)
+    # files and hub datasets: split by group, never by row (rltk.core.splits): the rows' groups (e.g. [urls, doc]:
+    # one document) go whole to train or test by a hash of their key; `split` then picks the side
+    split_by: list[str] | None = None
+    test_fraction: float = 0.2
+    max_words: dict[str, int] = field(default_factory=dict)  # leave out rows whose column has more words, e.g. {original_text: 200}
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if not isinstance(self.max_words, dict) or not all(isinstance(n, int) and n >= 1 for n in self.max_words.values()):
+            raise ValueError(f"max_words must map columns to word counts >= 1, got {self.max_words!r}")
+        if isinstance(self.split_by, str):
+            object.__setattr__(self, "split_by", [c.strip() for c in self.split_by.split(",") if c.strip()])
+        if self.split_by is not None and (not self.split_by or self.split not in SPLITS or not 0 < self.test_fraction < 1):
+            raise ValueError(f"split_by {self.split_by} needs one or more columns, split train or test (got "
+                             f"{self.split!r}) and 0 < test_fraction < 1 (got {self.test_fraction})")
         for name in ("prompt", "completion"):
             value = getattr(self, name)
             if isinstance(value, dict):
@@ -254,17 +267,25 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     """Rows for ``cfg`` (see :class:`DataConfig`): a registered source (:data:`SOURCES`), ``hf:ORG/NAME`` or a
     file; UserError naming the file, line or key on bad input."""
     if is_generated(cfg.source):
+        if cfg.split_by:
+            raise UserError(f"data.split_by: {cfg.source} is a generated source with its own disjoint splits (drop split_by)")
         loaded = generated_rows(cfg)
-    elif cfg.source.startswith("hf:"):
-        loaded = load_hub_rows(cfg.source[3:], cfg.split, cfg.hf_config)
+    elif cfg.source.startswith("hf:"):  # split by group: of the hub dataset's train split
+        loaded = load_hub_rows(cfg.source[3:], "train" if cfg.split_by else cfg.split, cfg.hf_config)
     else:
         loaded = read_rows(cfg.source)
-    rows, where = loaded.rows, loaded.where
+    if cfg.split_by and not is_generated(cfg.source):
+        loaded = split_by_group(loaded, cfg.split_by, cfg.split, cfg.test_fraction)
+    rows, where, source = loaded.rows, loaded.where, loaded.source
+    if cfg.max_words:
+        keep = [i for i, r in enumerate(rows) if all(len(str(r.get(c) or "").split()) <= n for c, n in cfg.max_words.items())]
+        source = f"{source} ({len(rows) - len(keep)} of {len(rows)} rows over max_words left out)"
+        rows, where = [rows[i] for i in keep], [where[i] for i in keep]
     if cfg.limit is not None:
         rows, where = rows[:cfg.limit], where[:cfg.limit]
     if not rows:
         raise UserError(f"data: {cfg.source} has no rows")
-    return Dataset(list(rows), list(where), loaded.source, cfg=cfg)
+    return Dataset(list(rows), list(where), source, cfg=cfg)
 
 
 class PromptStream:

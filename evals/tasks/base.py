@@ -35,6 +35,8 @@ class Task:
     max_new_tokens: int = 256
     combine: str = "mean"  # graded tasks: item score = weighted "mean" or "product" of the components
     options: dict[str, Any] = field(default_factory=dict)  # the factory options that built it (recorded in results)
+    # (completion text, row) -> the task's own metrics of a sample, name -> number or None (evals.task_metrics)
+    sample_metrics: Callable[[str, dict[str, Any]], dict[str, float | None]] | None = None
 
     def __post_init__(self) -> None:
         if self.combine not in ("mean", "product"):

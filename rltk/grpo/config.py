@@ -75,6 +75,7 @@ class EvalConfig:
     enabled: bool = False
     task: str = "arithmetic"
     task_args: dict[str, Any] = field(default_factory=dict)
+    data: str | None = None  # the task's rows file (relative to this config), for tasks without a built-in source
     # the eval's system prompt: "data" = the one the policy is trained with (data.system_prompt, when set: an
     # adapter evaluated under another prompt than it learned with loses its format), "task" = the task's own,
     # anything else = that text
@@ -165,7 +166,8 @@ class GRPOJobConfig:
 
 def load_job_config(path: str | Path, overrides: Sequence[str] = ()) -> GRPOJobConfig:
     """``load_config`` for GRPO jobs. Relative paths in the file are relative to its folder: ``warm_start``
-    always; reward files (``file.py:fn``), ``data.source``, ``init_adapter`` and ``eval.extra`` data files when they exist there
+    always; reward files (``file.py:fn``), ``data.source``, ``init_adapter``, ``eval.data`` and ``eval.extra`` data files when
+    they exist there
     (see :func:`rltk.core.config.config_relative`)."""
     cfg = load_config(GRPOJobConfig, path, list(overrides))
     if cfg.warm_start is not None and not Path(cfg.warm_start).is_absolute():
@@ -173,7 +175,8 @@ def load_job_config(path: str | Path, overrides: Sequence[str] = ()) -> GRPOJobC
     rewards = [dataclasses.replace(r, name=_reward_file_relative(r.name, path)) for r in cfg.rewards]
     init = config_relative(cfg.init_adapter, path) if cfg.init_adapter else cfg.init_adapter
     extra = [{**x, "data": config_relative(x["data"], path)} if x.get("data") else x for x in cfg.eval.extra]
-    return dataclasses.replace(cfg, rewards=rewards, init_adapter=init, eval=dataclasses.replace(cfg.eval, extra=extra),
+    edata = config_relative(cfg.eval.data, path) if cfg.eval.data else None
+    return dataclasses.replace(cfg, rewards=rewards, init_adapter=init, eval=dataclasses.replace(cfg.eval, extra=extra, data=edata),
                                data=dataclasses.replace(cfg.data, source=config_relative(cfg.data.source, path)))
 
 

@@ -18,6 +18,7 @@ import torch
 
 from evals import compare, evaluate, get_task, load_result
 from evals.reasoning import compare_reasoning
+from evals.task_metrics import compare_task_metrics
 from rewards import RewardSet
 from rltk.core.config import to_dict
 from rltk.core.errors import UserError
@@ -58,6 +59,9 @@ def run_job(cfg: GRPOJobConfig, *, resume: str | Path | None = None, live: bool 
     torch.manual_seed(cfg.seed)
     try:
         inputs = load_inputs(cfg, reward_set)  # a bad data source or reward fails now, not after SFT and the evals
+        if cfg.eval.enabled:  # so does the eval's own data
+            task = eval_task(cfg)
+            task.check_rows(task.load(cfg.eval.data))
         policy, evals = _before_grpo(cfg, run_dir, live, say) if cfg.warm_start is not None or cfg.eval.enabled else (None, {})
         grpo = train(cfg, policy=policy, live=live, claimed_dir=True, inputs=inputs,
                      resume=run_dir if resume is not None and list_checkpoints(run_dir) else None)
@@ -151,11 +155,11 @@ def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, l
     show = cfg.log.live if live is None else live
     results: dict[str, Any] = {"sampled": None}
     meta = {"stage": stage, "run_dir": str(run_dir)}
-    results["greedy"] = evaluate(target, task, limit=e.n, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
+    results["greedy"] = evaluate(target, task, data=e.data, limit=e.n, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
                                  seed=cfg.seed, progress=show, meta=meta)
     results["greedy"].save(paths["greedy"])
     if sampled:
-        results["sampled"] = evaluate(target, task, limit=e.n, n_samples=e.samples, temperature=cfg.sampling.temperature,
+        results["sampled"] = evaluate(target, task, data=e.data, limit=e.n, n_samples=e.samples, temperature=cfg.sampling.temperature,
                                       top_p=cfg.sampling.top_p, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
                                       seed=cfg.seed, progress=show, meta=meta)
         results["sampled"].save(paths["sampled"])
@@ -191,6 +195,8 @@ def _summary(cfg: GRPOJobConfig, evals: dict[str, dict[str, Any]], grpo: GRPORes
         "accuracy": {s: metric(s, "greedy", "accuracy") for s in stages},
         "format_rate": {s: metric(s, "greedy", "format_rate") for s in stages},
         "pass1_sampled": {s: metric(s, "sampled", "accuracy") for s in stages},
+        **({"score": {s: metric(s, "greedy", "score") for s in stages},
+            "score_sampled": {s: metric(s, "sampled", "score") for s in stages}} if _graded(evals, stages) else {}),
         "n_eval_items": len(evals[stages[0]]["greedy"].records) if stages else 0,
         "eval_samples": cfg.eval.samples,
         "seed": cfg.seed,
@@ -213,6 +219,7 @@ def _summary(cfg: GRPOJobConfig, evals: dict[str, dict[str, Any]], grpo: GRPORes
     if "base" in evals and "sft" in evals:
         summary["p_value_sft_vs_base"] = compare(evals["base"]["greedy"], evals["sft"]["greedy"]).p_value
     summary.update(_reasoning_summary(evals, stages, before))
+    summary.update(_task_metrics_summary(evals, stages, before))
     summary.update(_extra_summary(cfg, evals, stages, before))
     return summary
 
@@ -229,6 +236,28 @@ def _reasoning_summary(evals: dict[str, dict[str, Any]], stages: list[str], befo
         if before and "grpo" in evals and evals[before].get(kind) is not None and evals["grpo"].get(kind) is not None:
             for c in compare_reasoning(evals[before][kind], evals["grpo"][kind], a_name=before.upper(), b_name="GRPO"):
                 out[f"verdict_{c.metric.replace(' ', '_')}{suffix}"] = c.verdict
+    return out
+
+
+def _graded(evals: dict[str, dict[str, Any]], stages: list[str]) -> bool:
+    return any("score" in evals[s]["greedy"].metrics for s in stages)
+
+
+def _task_metrics_summary(evals: dict[str, dict[str, Any]], stages: list[str], before: str | None) -> dict[str, Any]:
+    """The task's own metrics (e.g. the legal ones) per stage, greedy: mean and 95% interval; and the paired
+    comparisons SFT vs base and GRPO vs the stage before it on each."""
+    per: dict[str, dict[str, Any]] = {}
+    for s in stages:
+        for name, v in (evals[s]["greedy"].metrics.get("task_metrics") or {}).items():
+            per.setdefault(name, {})[s] = {"mean": v["mean"], "ci": v["ci"]}
+    if not per:
+        return {}
+    out: dict[str, Any] = {"task_metrics": per}
+    pairs = [(a, b) for a, b in (("base", "sft"), (before, "grpo")) if a in evals and b in evals and a != b]
+    for a, b in pairs:
+        cs = compare_task_metrics(evals[a]["greedy"], evals[b]["greedy"], a_name=a.upper(), b_name=b.upper())
+        out[f"task_metric_verdicts_{b}_vs_{a}"] = {c.metric: c.verdict for c in cs}
+        out[f"task_metric_p_{b}_vs_{a}"] = {c.metric: c.p_value for c in cs}
     return out
 
 
