@@ -15,6 +15,10 @@ steps only (``VmHWM`` reset after loading via ``/proc/self/clear_refs``).
 
     python benchmarks/bench_grpo_step.py                 # nf4 and fp32, 6 steps each
     python benchmarks/bench_grpo_step.py --steps 10 --naive   # + the naive baseline (shared model sampling)
+    python benchmarks/bench_grpo_step.py --configs qlora-nf4 --dtypes bf16 fp32   # the compute dtypes side by side
+
+``--dtypes`` runs each configuration under each CPU compute dtype (``RLTK_CPU_DTYPE``; ``auto`` is the measured
+choice of :func:`rltk.policy.devices.compute_dtype_choice`, printed in the header), one process each.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ def run_one(name: str, steps: int, out: str) -> None:
     result = train(cfg, policy=policy)
     hist = result.history
     Path(out).write_text(json.dumps({
-        "name": name, "load_s": load_s, "load_peak_mb": load_peak,
+        "name": f"{name} {os.environ.get('RLTK_CPU_DTYPE', 'auto')}", "load_s": load_s, "load_peak_mb": load_peak,
         "train_peak_mb": rss_mb("VmHWM") if reset else None, "process_peak_mb": max(load_peak, rss_mb("VmHWM")),
         "steps": [{k: h.get(k) for k in ("seconds/step", "seconds/generate", "seconds/reward", "seconds/learn",
                                          "generated_tokens", "tokens_per_s", "sequences_learned", "learn_tokens")}
@@ -103,6 +107,8 @@ def main() -> None:
     ap.add_argument("--omp-wait", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "default"],
                     help="OMP_WAIT_POLICY of the runs (PASSIVE: OpenMP threads sleep at barriers instead of spinning; "
                          "on a machine shared with other busy processes spinning made steps up to 50x slower)")
+    ap.add_argument("--dtypes", nargs="*", default=["auto"], choices=["auto", "bf16", "fp32"],
+                    help="CPU compute dtypes to run each config under (RLTK_CPU_DTYPE; default: the measured choice)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -111,11 +117,11 @@ def main() -> None:
         return
     names = args.configs + (["naive-fp32"] if args.naive and "naive-fp32" not in args.configs else [])
     results = []
-    for name in names:
+    for name, dtype in [(n, d) for n in names for d in args.dtypes]:
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
             out = f.name
-        print(f"running {name} ({args.steps} steps)...", file=sys.stderr, flush=True)
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        print(f"running {name} {dtype} ({args.steps} steps)...", file=sys.stderr, flush=True)
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "RLTK_CPU_DTYPE": dtype}
         if args.omp_wait != "default":
             env["OMP_WAIT_POLICY"] = args.omp_wait
         else:

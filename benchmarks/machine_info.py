@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import os
 
-
-def cpu_model() -> str:
-    """``model name`` of /proc/cpuinfo (``unknown`` where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "unknown")
-    except OSError:
-        return "unknown"
+from rltk.core.machine import cpu_model, matrix_flags
+from rltk.policy.devices import compute_dtype_choice
 
 
 def machine_line() -> str:
-    """``CPU: <model>, N cores (M usable), load average L`` — one line for a benchmark's header."""
+    """``CPU: <model> (<matrix flags>), N cores (M usable), load average L; compute dtype ...`` — one line for a
+    benchmark's header."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"CPU: {cpu_model()}, {os.cpu_count()} cores ({usable} usable), load average {os.getloadavg()[0]:.2f}"
+    return (f"CPU: {cpu_model()} ({matrix_flags()}), {os.cpu_count()} cores ({usable} usable), load average "
+            f"{os.getloadavg()[0]:.2f}; compute dtype {compute_dtype_choice().describe()}")
 
 
 def rss_mb(field: str = "VmHWM") -> float:

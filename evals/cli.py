@@ -29,8 +29,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quant", default="none", choices=("none", "nf4", "int8"), help="base model quantization (default: none)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
-                   help="weights of an unquantized model: auto = bf16 (fastest for generation on CPU and GPU), "
-                   "fp32 = fp32 weights under bf16 autocast, as in training")
+                   help="weights of an unquantized model: auto = the compute dtype (bf16 on GPUs and on CPUs where it was "
+                   "measured faster, else fp32), fp32 = fp32 weights (under bf16 autocast where bf16 is the compute dtype, "
+                   "as in training)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--limit", type=int, help="evaluate the first N items (after --shuffle)")
     p.add_argument("--shuffle", action="store_true", help="take a seeded random subset with --limit instead of the first rows")

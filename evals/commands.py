@@ -27,7 +27,7 @@ from rltk.core.config import parse_override
 from rltk.core.errors import UserError
 from rltk.core.rows import Rows
 from rltk.core.templates import fill, template_fields
-from rltk.policy import load_policy, read_prompt
+from rltk.policy import compute_dtype, load_policy, read_prompt
 
 
 def _parse_ks(text: str | None) -> list[int] | None:
@@ -96,7 +96,12 @@ def _load_model(args: argparse.Namespace, console: Console) -> tuple[Any, str]:
         torch.set_num_threads(args.threads)
     with console.status(f"loading {args.model}" + (f" + {args.adapter}" if args.adapter else "")):
         policy = load_policy(args.model, quant=args.quant, adapter=args.adapter, device=args.device, trainable=False)
-    dtype = "bf16" if args.dtype in ("auto", "bf16") and args.quant == "none" else ("fp32+autocast" if args.quant == "none" else f"{args.quant}")
+    fast = "bf16" if compute_dtype(policy.device) != torch.float32 else "fp32"  # measured per CPU (rltk.policy.devices)
+    want = fast if args.dtype == "auto" else args.dtype
+    if args.quant != "none":
+        dtype = args.quant
+    else:
+        dtype = "bf16" if want == "bf16" else ("fp32+autocast" if fast == "bf16" else "fp32")
     if dtype == "bf16":
         policy.model.to(torch.bfloat16)
     return policy, dtype

@@ -12,7 +12,8 @@
   prompt runs once, its KV cache (with gradient) is repeated ``G`` times and the completions run
   on top, exactly as if each sequence ran alone. Arithmetic prompts are ~2/3 of a sequence, so
   this cuts the learner's tokens by ~2.5x for G = 8.
-* On CPU the frozen base weights are held as dense bf16 (:func:`rltk.policy.memory.dense_frozen_base`): a 4-bit base
+* On CPU the frozen base weights are held dense at the compute dtype (bf16 or fp32, measured per CPU:
+  :func:`rltk.policy.devices.compute_dtype`; :func:`rltk.policy.memory.dense_frozen_base`): a 4-bit base
   is dequantized once (bitsandbytes' CPU 4-bit matmul is 10-50x slower), and an fp32 base is
   stored at the precision autocast computes with anyway, so it is not re-cast at every forward.
 * ``mu`` inner iterations reuse the same rollouts. On-policy rollouts need no extra forward for

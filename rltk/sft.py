@@ -57,7 +57,7 @@ class SFTConfig(OptimFields):
     batch_size: int = 16  # sequences per optimizer step
     max_length: int = 1024  # prompt + completion tokens; longer rows are an error naming the row
     length_window: int = 64  # batches per sorting window of the length bucketing
-    dense_base: bool = True  # CPU: frozen base weights as dense bf16, 4-bit dequantized once (see rltk.policy.memory.dense_frozen_base)
+    dense_base: bool = True  # CPU: frozen base weights dense at the compute dtype, 4-bit dequantized once (see rltk.policy.memory.dense_frozen_base)
 
     def __post_init__(self) -> None:
         OptimFields.__post_init__(self)

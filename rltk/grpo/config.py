@@ -31,7 +31,7 @@ class GRPOConfig(OptimFields, LossFields):
     mask_truncated: bool = False  # completions cut by max_new_tokens get no loss (DAPO overlong filtering)
     dynamic_sampling: bool = False  # DAPO: drop groups with equal rewards, draw more prompts to fill the batch
     max_draw_factor: float = 4.0  # dynamic sampling: at most this x prompts_per_step prompts drawn per step
-    dense_base: bool = True  # CPU: frozen base weights as dense bf16, 4-bit dequantized once (see rltk.policy.memory.dense_frozen_base)
+    dense_base: bool = True  # CPU: frozen base weights dense at the compute dtype, 4-bit dequantized once (see rltk.policy.memory.dense_frozen_base)
 
     def __post_init__(self) -> None:
         OptimFields.__post_init__(self)

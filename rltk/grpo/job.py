@@ -25,7 +25,8 @@ from rltk.core.errors import UserError
 from rltk.grpo.config import GRPOJobConfig
 from rltk.grpo.loop import GRPOResult, load_inputs, train
 from rltk.metrics import LiveView
-from rltk.policy import DenseSampler, Policy, compute_dtype, policy_from_config
+from rltk.core.machine import cpu_model, matrix_flags
+from rltk.policy import DenseSampler, Policy, compute_dtype, compute_dtype_choice, default_device, policy_from_config
 from rltk.plot import plot_run
 from rltk.checkpoint import checkpoint_step, list_checkpoints
 from rltk.runs import check_resume, claim_run_dir, record_resume, release_if_unused
@@ -57,11 +58,14 @@ def run_job(cfg: GRPOJobConfig, *, resume: str | Path | None = None, live: bool 
     run_dir = _job_dir(cfg, resume)
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     torch.manual_seed(cfg.seed)
+    machine = {"cpu": f"{cpu_model()} ({matrix_flags()})", "threads": torch.get_num_threads(),
+               "compute_dtype": compute_dtype_choice().describe() if default_device().type == "cpu" else "cuda"}
     try:
         inputs = load_inputs(cfg, reward_set)  # a bad data source or reward fails now, not after SFT and the evals
         if cfg.eval.enabled:  # so does the eval's own data
             task = eval_task(cfg)
             task.check_rows(task.load(cfg.eval.data))
+        say(f"CPU {machine['cpu']}, {machine['threads']} threads; compute dtype {machine['compute_dtype']}")
         policy, evals = _before_grpo(cfg, run_dir, live, say) if cfg.warm_start is not None or cfg.eval.enabled else (None, {})
         grpo = train(cfg, policy=policy, live=live, claimed_dir=True, inputs=inputs,
                      resume=run_dir if resume is not None and list_checkpoints(run_dir) else None)
@@ -71,7 +75,7 @@ def run_job(cfg: GRPOJobConfig, *, resume: str | Path | None = None, live: bool 
         raise
     if cfg.eval.enabled:
         evals["grpo"] = _eval_stage(cfg, grpo.policy, "grpo", run_dir, live)
-    summary = _summary(cfg, evals, grpo, time.perf_counter() - t0)
+    summary = {**_summary(cfg, evals, grpo, time.perf_counter() - t0), "machine": machine}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     try:
         plot_run(run_dir)

@@ -10,7 +10,7 @@ Modules: :mod:`.devices` (device, dtype, autocast), :mod:`.sources` (aliases, ca
 from rltk.policy.adapters import PROMPT_FILE, footprint_bytes, load_trainable_state, read_prompt, save_adapter, trainable_state
 from rltk.policy.base import LoraSettings, ModelConfig, Policy, Quant, attach_lora, prepare_tokenizer
 from rltk.policy.decode import Decoded, Picker, decode, eos_token_ids
-from rltk.policy.devices import autocast, compute_dtype, default_device
+from rltk.policy.devices import autocast, compute_dtype, compute_dtype_choice, default_device
 from rltk.policy.hf import cache_kwarg, hf_model
 from rltk.policy.loading import load_policy, policy_from_config
 from rltk.policy.memory import FrozenLinear, contiguous_head, dense_frozen_base, no_input_casts, release_memory, tune_allocator
@@ -39,6 +39,7 @@ __all__ = [
     "cache_dir",
     "cache_kwarg",
     "compute_dtype",
+    "compute_dtype_choice",
     "contiguous_head",
     "convert_gguf",
     "decode",

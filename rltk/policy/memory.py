@@ -11,7 +11,7 @@ from rltk.policy.hf import hf_model
 
 
 class FrozenLinear(torch.nn.Linear):
-    """A frozen linear layer stored at the compute precision (bf16). Under autocast it is a plain
+    """A frozen linear layer stored at the compute precision (bf16 or fp32, :func:`rltk.policy.devices.compute_dtype`). Under autocast it is a plain
     ``nn.Linear`` (the same numerics as autocast casting an fp32 weight); without autocast it casts
     its input to the weight's dtype and the output back, so the policy still runs outside autocast."""
 
@@ -45,7 +45,7 @@ def dense_frozen_base(model: Any, dtype: torch.dtype = torch.bfloat16) -> int:
 
     bitsandbytes 4-bit (NF4) layers are dequantized once, to exactly the weights QLoRA computes with;
     fp32 weights are stored at the precision autocast would cast them to at every forward. A tied
-    output embedding gets its own bf16 copy (the input embedding stays as it is). The other frozen tensors
+    output embedding gets its own copy at ``dtype`` (none when that is its own) (the input embedding stays as it is). The other frozen tensors
     (embeddings, norms) are copied out of the checkpoint's memory map, so the map is released: its
     pages otherwise stay resident (~0.5 GB of RSS for SmolLM2-135M). Returns layers converted.
     """

@@ -15,7 +15,7 @@ How one batch is sampled (:func:`sample_completions`, through the one decode loo
   (the distribution actually sampled, not the raw logits);
 * which weights it samples with (``SamplingConfig.sampler``): ``shared`` runs the learner's own
   model (eval mode, ``rltk.policy.autocast``; LoRA folded into an unquantized base for the
-  duration); ``dense`` runs a dense bf16 copy of *base + merged LoRA*
+  duration); ``dense`` runs a dense copy (at the compute dtype) of *base + merged LoRA*
   (:class:`rltk.policy.sampler.DenseSampler`), rebuilt exactly from the LoRA tensors after every update.
   On CPU the dense copy is an order of magnitude faster: bitsandbytes' 4-bit matmul is very slow
   for decode-sized inputs there, and autocast re-casts every fp32 weight at every step (measured,
@@ -272,7 +272,7 @@ class RolloutWorker:
         gen.manual_seed(int(seed))
         per_batch = max(1, self.sampling.batch_sequences // self.sampling.group_size)
         sampled: list[list[Sampled]] = []
-        if self.dense is not None:  # bf16 weights already: no autocast, nothing to merge
+        if self.dense is not None:  # compute-dtype weights already: no autocast, nothing to merge
             target, ctx = dataclasses.replace(self.policy, model=self.dense.model), contextlib.nullcontext()
         else:
             target, ctx = self.policy, sampling_mode(self.policy)
