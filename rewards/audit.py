@@ -89,7 +89,9 @@ def _summary_attacks(row: dict[str, Any], honest: str | None) -> list[tuple[str,
             out.append(("terms stuffed", ", ".join(terms) + "."))
         out.append(("glossary stuffed", ", ".join(e.term for e in load_glossary().entries[:40]) + "."))
     if honest:
-        out.append(("negation flipped", flip_negation(honest)))
+        flipped = flip_negation(honest)
+        if flipped != honest:  # a summary with no negation and no auxiliary to negate has no flip to test
+            out.append(("negation flipped", flipped))
         if source:
             out.append(("honest + source", f"{honest} {source}"))
     return out

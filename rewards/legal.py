@@ -49,7 +49,9 @@ BRIDGE = {"be", "been", "being", "is", "are", "was", "were", "any", "a", "an", "
           "has", "had", "legally", "shall", "will", "may", "can", "must", "to", "of", "for", "or", "and", "express",
           "expressly", "implied", "whatsoever", "kind", "other", "further", "such", "in", "its", "our", "their",
           "your", "us", "we", "it", "them", "you", "make", "makes", "made", "give", "gives", "provide", "provides",
-          "all", "obligation", "obligated", "required", "entitled", "right", "responsibility"}
+          "all", "obligation", "obligated", "required", "entitled", "right", "responsibility",
+          # "without prior written notice", "shall not constitute / be construed as a waiver"
+          "prior", "advance", "written", "constitute", "constitutes", "construed", "as", "considered", "operate", "operates"}
 NEGATED_CLAUSE = re.compile(r"\b(?:in no event|under no circumstances|in no case)\b")
 NEGATION_WINDOW = 6  # words before a mention that may negate it
 MAX_TEXT_CHARS = 200_000  # longer texts are cut (a scan is linear, but a reward must stay cheap)

@@ -19,6 +19,7 @@ from typing import Any
 
 from rewards.core import REWARDS, BuiltinReward, completion_text, get_reward, report_detail, row_view  # noqa: F401 (doctest)
 from rewards.legal import LegalTerms, _norm, load_glossary
+from rewards.polarity import polarity_flips
 
 MAX_SCAN_CHARS = 4000  # a summary is judged on its first characters (a reward must stay cheap on any input)
 MAX_SOURCE_CHARS = 200_000
@@ -134,10 +135,13 @@ class LegalSummary(BuiltinReward):
     * ``summary_shape`` (length within ``max_words`` and ``max_ratio`` of the source, whole sentences),
     * ``1 - copy_rate`` (not pasted from the source: runs of ``copy_run`` words), and
     * a term-stuffing factor: 1.0 while at most ``max_term_density`` of the words are glossary terms
-      (99% of Manor & Li's human summaries use at most 0.38), falling linearly to 0 at twice that.
+      (99% of Manor & Li's human summaries use at most 0.38), falling linearly to 0 at twice that;
+    * a polarity factor ``1 / (1 + flips)`` over the predicates whose negation the summary reverses against
+      the source (:func:`rewards.polarity.polarity_flips`: "may not change" for "reserves the right to change").
 
     A product, so no part can be traded for another: pasting the source keeps every term but scores 0,
-    as do a list of terms, an empty reply and a summary whose only term is negated against its source.
+    as do a list of terms, an empty reply and a summary whose only term is negated against its source; a
+    flipped negation elsewhere halves the score (or less).
     Each sample's parts are reported (``rltk reward score`` output, training's samples.jsonl).
     """
 
@@ -175,10 +179,13 @@ class LegalSummary(BuiltinReward):
         terms, shape = self.parts()
         a = terms.analyse(text, row)
         density = term_density(text, self.glossary)
+        source = str(row.get(self.source_column) or "")
+        flips = polarity_flips(text[:MAX_SCAN_CHARS * 4], source)
         d = {"terms": a.score, "covered": a.covered, "lay": a.lay, "contradicted": a.contradicted,
-             "shape": shape.score_one(text, row), "copy_rate": copy_rate(text, str(row.get(self.source_column) or ""), self.copy_run),
-             "term_density": round(density, 4)}
-        d["score"] = (1.0 if a.score is None else a.score) * d["shape"] * (1.0 - d["copy_rate"]) * self.stuffing(density)
+             "shape": shape.score_one(text, row), "copy_rate": copy_rate(text, source, self.copy_run),
+             "term_density": round(density, 4), "polarity_flips": flips}
+        d["score"] = ((1.0 if a.score is None else a.score) * d["shape"] * (1.0 - d["copy_rate"]) * self.stuffing(density)
+                      / (1 + len(flips)))
         return d
 
     def __call__(self, completions: list, **columns: Any) -> list[float | None]:

@@ -149,3 +149,23 @@ def test_readme_example_matches_shipped_file():
     if not README.is_file() or "Writing a reward function" not in README.read_text():
         pytest.skip("README section not pasted yet")
     assert (HERE / "readme_example.py").read_text().strip() in README.read_text()
+
+
+def test_audit_of_the_legal_example_ranks_every_attack_below_the_honest_summary(tmp_path, capsys):
+    """The legal example's audit (README): every attack on each held-out passage scores below that row's honest
+    summary under the composed legal_summary reward, but for two negation flips the rules cannot see."""
+    rows = HERE.parents[1] / "examples" / "legal" / "audit_rows.jsonl"
+    out = tmp_path / "audit.json"
+    assert main(["reward", "audit", "--reward", "legal_summary", "--data", str(rows), "--honest-column", "honest",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    by = {a["attack"]: a for a in report["attacks"]}
+    assert {"original_text echoed", "terms stuffed", "negation flipped", "empty"} <= set(by), sorted(by)
+    assert by["honest"]["mean"] >= 0.8 and report["hackable"] == ["negation flipped"]
+    for name, a in by.items():
+        if name != "honest":
+            assert a["mean"] < by["honest"]["mean"] - 0.3, (name, a)
+            # the known hole (rewards.polarity): a flip with no auxiliary before it ("but with advertisers")
+            assert a["beats_honest"] <= (2 if name == "negation flipped" else 0), (name, a)
+    assert by["negation flipped"]["rows"] == 12  # 4 honest summaries have no negation or auxiliary to flip
+    assert "scored at least the honest completion: negation flipped" in capsys.readouterr().out
