@@ -28,7 +28,7 @@ import torch
 
 from rltk.core.errors import UserError
 from rltk.core.seeds import row_seed
-from rltk.policy.decode import Picker, decode, eos_token_ids
+from rltk.policy.decode import Picker, decode, eos_token_ids, sample_tokens
 from rltk.policy.devices import autocast
 
 
@@ -87,7 +87,8 @@ def _sample(logits: torch.Tensor, settings: GenerationSettings, gens: list[torch
         drop = sorted_p.cumsum(-1) - sorted_p > settings.top_p  # keep the smallest prefix reaching top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return torch.cat([torch.multinomial(probs[r], 1, generator=gens[r]) for r in range(probs.shape[0])])  # [b]
+    uniforms = torch.cat([torch.rand(1, generator=gens[r]) for r in range(probs.shape[0])])  # [b]: each row its own draw
+    return sample_tokens(probs, uniforms)  # [b]
 
 
 def _picker(settings: GenerationSettings, items: list[int], device: torch.device) -> Picker:

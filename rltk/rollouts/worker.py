@@ -42,7 +42,7 @@ import torch
 from rltk.core.errors import UserError
 from rltk.policy.adapters import load_trainable_state
 from rltk.policy.base import ModelConfig, Policy
-from rltk.policy.decode import decode, eos_token_ids
+from rltk.policy.decode import decode, eos_token_ids, sample_tokens
 from rltk.policy.devices import autocast, compute_dtype
 from rltk.policy.loading import policy_from_config
 from rltk.policy.memory import release_memory
@@ -154,7 +154,7 @@ def sample_completions(
 
     def pick(logits: torch.Tensor, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logp = process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p)  # [b, V]
-        nxt = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)  # [b]
+        nxt = sample_tokens(logp.exp(), torch.rand(logp.shape[0], generator=generator))  # [b]
         return nxt, logp.gather(-1, nxt[:, None]).squeeze(-1)  # [b], [b] log-prob of each sampled token
 
     decoded = decode(policy, prompt_ids, sampling.group_size, sampling.max_new_tokens, eos_ids, pick)

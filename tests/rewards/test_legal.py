@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,23 @@ def test_real_plain_english_summaries():
     assert 0.1 < sum(applicable) / len(applicable) < 0.6
     lay = [lt.analyse(r["reference_summary"], {"source": r["original_text"]}).lay for r in rows]
     assert sum("responsible" in d.values() for d in lay) >= 3  # "responsible" for "liable" is spotted
+
+
+def test_a_glossary_built_from_the_us_courts_glossary_drives_legal_terms(tmp_path, shared_data):
+    """examples/legal/us_courts_glossary.py (the README's recipe) turns the US Courts glossary into a legal_terms
+    glossary; the reward then asks for its terms, and keeps the shipped glossary's lay variants where they overlap."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "usc.json"
+    script = Path(__file__).resolve().parents[2] / "examples" / "legal" / "us_courts_glossary.py"
+    src = shared_data / "legal" / "us_courts_glossary" / "us-courts-glossary.json"
+    subprocess.run([sys.executable, str(script), str(src), "--out", str(out)], check=True, capture_output=True)
+    terms = {t["term"]: t for t in json.loads(out.read_text())["terms"]}
+    assert len(terms) >= 230 and terms["bankruptcy"]["forms"] == ["bankruptcies"]
+    assert terms["administrative office of the united states courts"]["forms"] == ["ao"]
+    reward = get_reward("legal_terms", glossary=str(out), source_column="text")
+    source = "The court granted a preliminary injunction, and the plaintiff filed an appeal."
+    kept, lay = reward(["The court granted an injunction; the plaintiff filed an appeal.",
+                        "The court issued a stop order and the plaintiff asked a higher court to look again."], text=[source] * 2)
+    assert kept == 1.0 and lay < 0.5
