@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from plain_generate import PROMPTS, greedy_tokens  # noqa: F401  (re-exported for the tests)
 
 from rltk.policy import LoraSettings, load_policy, save_adapter
 
@@ -18,7 +19,6 @@ CHAT_TEMPLATE = (
 )
 CORPUS = ["What is 12 + 7? The answer is 19.", "Compute 3 * 4 = 12, then add 5: 17.", "hello world, the model says hi",
           "Question: 45 - 9 = ? Answer: 36", "A quick brown fox jumps over the lazy dog 0123456789"] * 4
-PROMPTS = [f"What is {a} + {b}?" for a, b in zip(range(3, 23), range(40, 20, -1))]  # 20 prompts
 
 
 def bpe_tokenizer():
@@ -69,14 +69,17 @@ def perturbed_adapter(spec: str, folder: Path, scale: float = 0.2, seed: int = 1
     return save_adapter(pol, folder, prompt)
 
 
-def greedy_tokens(model, tok, prompts: list[str] = PROMPTS, max_new_tokens: int = 12) -> list[list[int]]:
-    """Greedy new tokens per chat prompt, one prompt at a time (no padding), with plain ``generate``."""
-    out = []
-    for p in prompts:
+def top1_agreement(model, reference, tok, prompts: list[str] = PROMPTS, max_new_tokens: int = 12) -> float:
+    """Share of positions where ``model``'s next-token argmax is ``reference``'s, along ``reference``'s own greedy
+    continuations (teacher forced: one early difference does not count again at every later token)."""
+    same = total = 0
+    for p, cont in zip(prompts, greedy_tokens(reference, tok, prompts, max_new_tokens)):
         ids = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, return_tensors="pt",
                                       return_dict=True)["input_ids"]
+        seq = torch.cat([ids, torch.tensor([cont])], dim=1)
         with torch.no_grad():
-            gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        out.append(gen[0, ids.shape[1]:].tolist())
-    return out
+            a = model(seq).logits[0, ids.shape[1] - 1:-1].argmax(-1)
+            b = reference(seq).logits[0, ids.shape[1] - 1:-1].argmax(-1)
+        same += int((a == b).sum())
+        total += len(cont)
+    return same / total
