@@ -176,3 +176,44 @@ def test_force_replaces_a_folder_and_gguf_refuses_a_non_bpe_tokenizer(run, tmp_p
     assert main(["export", str(tiny), "--out", str(tmp_path / "g"), "--format", "gguf"]) == 2
     assert "needs a byte-level BPE tokenizer" in capsys.readouterr().err and not (tmp_path / "g").exists()
     assert not list(tmp_path.glob(".g.tmp-*"))  # the half-written folder is gone
+
+
+# ----------------------------------------------------------------------------- the embedded SmolLM2 (slow)
+
+
+@pytest.fixture(scope="module")
+def smollm2_adapter(tmp_path_factory) -> Path:
+    """An adapter on the embedded SmolLM2 as rltk saves it (base named by hub id), with B matrices perturbed."""
+    return perturbed_adapter("smollm2-135m", tmp_path_factory.mktemp("smollm2") / "adapter", scale=0.02)
+
+
+@pytest.mark.slow
+def test_smollm2_hf_export_says_what_adapter_on_base_says_in_a_fresh_process(smollm2_adapter, tmp_path):
+    result = export(smollm2_adapter, tmp_path / "hf", "hf", dtype="fp32", reload=False)
+    pol = load_policy("smollm2-135m", quant="none", adapter=str(smollm2_adapter), trainable=False)
+    assert plain_transformers(result.path) == greedy_tokens(pol.model, pol.tokenizer)
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in (result.path / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_f16_same_tokens_and_q8_0_agreement(smollm2_adapter, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    pol = load_policy("smollm2-135m", quant="none", adapter=str(smollm2_adapter), trainable=False)
+    fp32, tok = pol.model, pol.tokenizer
+    expect = greedy_tokens(fp32, tok)
+    for gguf_type in ("f16", "q8_0"):
+        result = export(smollm2_adapter, tmp_path / gguf_type, "gguf", gguf_type=gguf_type, reload=False)
+        back = AutoModelForCausalLM.from_pretrained(str(result.path), gguf_file=GGUF_FILE, dtype=torch.float32)
+        back_tok = AutoTokenizer.from_pretrained(str(result.path), gguf_file=GGUF_FILE)
+        texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+                 for p in PROMPTS] + ["Ünïcode, digits 12345 and  spaces\n\ttabs"]
+        assert [back_tok(t)["input_ids"] for t in texts] == [tok(t)["input_ids"] for t in texts]
+        got = greedy_tokens(back, tok)
+        agree = top1_agreement(back, fp32, tok)
+        print(f"SmolLM2 GGUF {gguf_type}: identical greedy outputs {sum(a == b for a, b in zip(got, expect))}/20, "
+              f"top-1 agreement {agree:.3f} (vs the fp32 adapter-on-base)")
+        if gguf_type == "f16":
+            assert got == expect  # f16 rounding of the merged weights changes no greedy token on these prompts
+        else:
+            assert agree >= 0.95
