@@ -48,19 +48,21 @@ def plain_transformers(folder: Path, gguf_file: str | None = None) -> list[list[
     return result["tokens"]
 
 
-def reference_model(run_dir: Path, f16_matrices: bool = False):
-    """Adapter-on-base (peft, unmerged, fp32); with ``f16_matrices`` merged and rounded as GGUF f16 stores it
-    (matrices to float16, norms kept float32)."""
-    pol = load_policy(str(Path(run_dir).parent.parent / "base"), quant="none", adapter=str(run_dir / "adapter"),
-                      trainable=False)
-    if not f16_matrices:
-        return pol.model, pol.tokenizer
-    model = pol.model.merge_and_unload()
+def as_gguf_f16(model):
+    """``model`` merged and rounded as a GGUF f16 file stores it: matrices to float16, norms kept float32."""
+    model = model.merge_and_unload()
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() == 2:
                 p.copy_(p.half().float())
-    return model, pol.tokenizer
+    return model
+
+
+def reference_model(run_dir: Path, f16_matrices: bool = False):
+    """Adapter-on-base (peft, unmerged, fp32); with ``f16_matrices``: :func:`as_gguf_f16` of it."""
+    pol = load_policy(str(Path(run_dir).parent.parent / "base"), quant="none", adapter=str(run_dir / "adapter"),
+                      trainable=False)
+    return (as_gguf_f16(pol.model) if f16_matrices else pol.model), pol.tokenizer
 
 
 def test_hf_export_loads_in_a_fresh_process_and_says_what_adapter_on_base_says(run, tmp_path, capsys, monkeypatch):
@@ -199,21 +201,22 @@ def test_smollm2_hf_export_says_what_adapter_on_base_says_in_a_fresh_process(smo
 def test_smollm2_gguf_f16_same_tokens_and_q8_0_agreement(smollm2_adapter, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    pol = load_policy("smollm2-135m", quant="none", adapter=str(smollm2_adapter), trainable=False)
-    fp32, tok = pol.model, pol.tokenizer
-    expect = greedy_tokens(fp32, tok)
+    load = lambda: load_policy("smollm2-135m", quant="none", adapter=str(smollm2_adapter), trainable=False)  # noqa: E731
+    fp32, tok = load()
+    f16 = as_gguf_f16(load().model)
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+             for p in PROMPTS] + ["Ünïcode, digits 12345 and  spaces\n\ttabs"]
     for gguf_type in ("f16", "q8_0"):
         result = export(smollm2_adapter, tmp_path / gguf_type, "gguf", gguf_type=gguf_type, reload=False)
         back = AutoModelForCausalLM.from_pretrained(str(result.path), gguf_file=GGUF_FILE, dtype=torch.float32)
         back_tok = AutoTokenizer.from_pretrained(str(result.path), gguf_file=GGUF_FILE)
-        texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-                 for p in PROMPTS] + ["Ünïcode, digits 12345 and  spaces\n\ttabs"]
         assert [back_tok(t)["input_ids"] for t in texts] == [tok(t)["input_ids"] for t in texts]
-        got = greedy_tokens(back, tok)
+        got, expect = greedy_tokens(back, tok), greedy_tokens(fp32, tok)
         agree = top1_agreement(back, fp32, tok)
         print(f"SmolLM2 GGUF {gguf_type}: identical greedy outputs {sum(a == b for a, b in zip(got, expect))}/20, "
               f"top-1 agreement {agree:.3f} (vs the fp32 adapter-on-base)")
-        if gguf_type == "f16":
-            assert got == expect  # f16 rounding of the merged weights changes no greedy token on these prompts
+        if gguf_type == "f16":  # the file adds nothing to f16 rounding: the same tokens as the rounded merged model
+            assert got == greedy_tokens(f16, tok)
+            assert agree >= 0.97  # measured: 20/20 and 19/20 identical to fp32 in two runs (a near-tie), top-1 1.000
         else:
-            assert agree >= 0.95
+            assert agree >= 0.95  # measured 0.996 (19/20 identical outputs)
