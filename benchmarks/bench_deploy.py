@@ -28,6 +28,7 @@ from types import SimpleNamespace
 from machine_info import machine_line  # benchmarks/ (the script's folder)
 from evals import compare
 from evals.result import load_result
+from rltk.cli import quiet_libraries
 from rltk.core.errors import UserError
 from rltk.export import GGUF_FILE, export, find_source
 
@@ -132,6 +133,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    quiet_libraries()
     src = find_source(args.adapter or newest_adapter())
     console = Console()
     console.print(machine_line(), highlight=False)
