@@ -153,7 +153,7 @@ def main() -> None:
         t.add_column(col, justify="left" if col in ("format", "vs fp32 merged") else "right")
     for name, r in rows.items():
         acc, verdict = quality(base, r["result"], name)
-        t.add_row(name, f"{r['size_mb']:.0f}", f"{r['load_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
+        t.add_row(name, f"{r['size_mb']:.1f}", f"{r['load_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
                   f"{r['tokens_per_s']:.1f}", acc, verdict)
     console.print(t)
     console.print("GGUF rows: transformers dequantizes GGUF to fp32 on load, so their load/RSS/speed are transformers' "
