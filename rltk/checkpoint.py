@@ -2,7 +2,7 @@
 
 A checkpoint is a folder ``RUN_DIR/checkpoints/step-000010/`` with
 
-* ``adapter/`` — the LoRA adapter in peft format (``PeftModel.from_pretrained``-loadable);
+* ``adapter/`` — the LoRA adapter in peft format (``PeftModel.from_pretrained``-loadable), with its tokenizer;
 * ``state.pt`` — optimizer state, adapter version, step, data cursor, RNG states (python, numpy,
   torch), and whatever else the caller puts in ``extra``;
 * copies of the run's ``metrics.jsonl`` / ``samples.jsonl`` as they were at that step, so a
@@ -30,7 +30,7 @@ from peft.utils import load_peft_weights
 
 from rltk.core.errors import UserError
 from rltk.core.seeds import capture_rng
-from rltk.policy import load_trainable_state, save_adapter
+from rltk.policy import Policy, load_trainable_state, save_adapter
 
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 LOG_FILES = ("metrics.jsonl", "samples.jsonl")
@@ -72,7 +72,7 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def save_checkpoint(run_dir: str | Path, step: int, model: Any, learner_state: dict[str, Any], cursor: int,
+def save_checkpoint(run_dir: str | Path, step: int, policy: Policy, learner_state: dict[str, Any], cursor: int,
                     keep: int = 3, extra: dict[str, Any] | None = None, prompt: dict[str, Any] | None = None) -> Path:
     """Write checkpoint ``step`` atomically; keep the newest ``keep`` (0 = all)."""
     root = checkpoint_root(run_dir)
@@ -82,7 +82,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: Any, learner_state: d
     final = root / f"step-{step:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
     try:
-        save_adapter(model, tmp / "adapter", prompt)
+        save_adapter(policy, tmp / "adapter", prompt)
         torch.save({"step": step, "cursor": cursor, "learner": learner_state, "rng": capture_rng(),
                     "extra": extra or {}}, tmp / "state.pt")
         for name in LOG_FILES:

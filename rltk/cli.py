@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_training_parsers(sub: argparse._SubParsersAction) -> None:
-    """``rltk sft``, ``rltk grpo``, ``rltk plot``, ``rltk demo`` (handlers in :mod:`rltk.commands`)."""
+    """``rltk sft``, ``rltk grpo``, ``rltk plot``, ``rltk demo``, ``rltk export`` (handlers in :mod:`rltk.commands`)."""
     p = sub.add_parser("sft", help="LoRA/QLoRA SFT on chat input/output pairs; writes a peft adapter folder",
                        description="Supervised fine-tuning (loss on completion tokens only). "
                                    "Example: rltk sft examples/arithmetic/sft.yaml sft.steps=20")
@@ -86,6 +86,21 @@ def add_training_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     _add_ray_flags(p)
     p.set_defaults(func="rltk.commands:cmd_demo")
+
+    p = sub.add_parser("export", help="merge a run's adapter into its base and write it for deployment (hf, nf4, gguf)",
+                       description="Merge the adapter of a run folder (or a peft adapter folder) into its base model "
+                                   "and write a standalone model: hf (transformers folder), nf4 (bitsandbytes 4-bit), "
+                                   "gguf (llama.cpp / Ollama, with a Modelfile). Prints size on disk and load time. "
+                                   "Example: rltk export runs/grpo-20260101-120000 --out deploy/gguf --format gguf")
+    p.add_argument("source", metavar="RUN_DIR_OR_ADAPTER", help="a run folder (holds adapter/) or a peft adapter folder")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write (must be absent or empty)")
+    p.add_argument("--format", default="hf", metavar="FMT", help="hf (default), nf4 or gguf")
+    p.add_argument("--dtype", metavar="DTYPE", help="hf only: bf16 (default), fp16 or fp32")
+    p.add_argument("--gguf-type", metavar="TYPE", help="gguf only: f16 (default) or q8_0")
+    p.add_argument("--base", metavar="MODEL", help="the base model to merge into (default: the one the adapter names)")
+    p.add_argument("--force", action="store_true", help="replace DIR when it is not empty")
+    p.set_defaults(func="rltk.commands:cmd_export")
+
 
 def _add_ray_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, metavar="N", help="rollout workers as Ray actors (= distributed.workers=N; 0: one process)")

@@ -1,5 +1,5 @@
 """The handlers of rltk's own subcommands: ``rltk info``, ``rltk sft``, ``rltk grpo``, ``rltk plot``,
-``rltk demo`` (their parsers are in :mod:`rltk.cli`).
+``rltk demo``, ``rltk export`` (their parsers are in :mod:`rltk.cli`).
 
 Each is a thin layer over the library (:func:`rltk.sft.train_sft`, :func:`rltk.grpo.run_job`,
 :func:`rltk.plot.plot_run`): parse, run with a live view, print a short table.
@@ -19,6 +19,7 @@ from rich.table import Table
 
 from rltk import __version__
 from rltk.core.errors import UserError
+from rltk.export import export
 from rltk.grpo import load_job_config, run_job
 from rltk.policy import ALIASES, cache_dir, default_device, is_cached
 from rltk.plot import plot_run
@@ -82,6 +83,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     path = plot_run(args.run_dir, args.out)
     _print_table("plot", [("png", str(path))])
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.dtype is not None and args.format != "hf":
+        raise UserError(f"--dtype applies to --format hf (this export is {args.format})")
+    if args.gguf_type is not None and args.format != "gguf":
+        raise UserError(f"--gguf-type applies to --format gguf (this export is {args.format})")
+    console = Console()
+    with console.status(f"exporting {args.source} as {args.format}"):
+        r = export(args.source, args.out, args.format, dtype=args.dtype or "bf16", gguf_type=args.gguf_type or "f16",
+                   force=args.force, base=args.base)
+    table = Table(title=f"rltk export ({r.format})")
+    for col in ("format", "path", "size on disk", "load time"):
+        table.add_column(col, justify="right" if col in ("size on disk", "load time") else "left")
+    table.add_row(f"{r.format} ({r.detail})", str(r.model_file), f"{r.size_bytes / 1e6:.1f} MB",
+                  f"{r.load_seconds:.2f} s")
+    console.print(table)
+    console.print("size: the whole folder; load time: transformers from_pretrained of it, in this process (file cache "
+                  "warm)" + (", GGUF dequantized to fp32" if r.format == "gguf" else ""), highlight=False)
     return 0
 
 

@@ -199,7 +199,7 @@ def _train(cfg: SFTJobConfig, data: Dataset, run_dir: Path, policy: Policy | Non
                 view.note(f"[red]SFT step {step + 1}: update skipped: {stats.skipped}[/red]")
     log.close()
     adapter_dir = run_dir / "adapter"
-    save_adapter(policy.model, adapter_dir, cfg.data.prompt_record())
+    save_adapter(policy, adapter_dir, cfg.data.prompt_record())
     return SFTResult(run_dir, adapter_dir, log.history, policy)
 
 

@@ -224,7 +224,7 @@ def _cursor(run: _Run) -> int:
 
 
 def _save(run: _Run, steps_done: int) -> Path:
-    return save_checkpoint(run.run_dir, steps_done, run.policy.model, run.learner.state_dict(), _cursor(run),
+    return save_checkpoint(run.run_dir, steps_done, run.policy, run.learner.state_dict(), _cursor(run),
                            keep=run.cfg.checkpoint.keep, prompt=run.cfg.data.prompt_record())
 
 
@@ -232,7 +232,7 @@ def _finish(run: _Run) -> Path:
     if run.cfg.checkpoint.every:
         _save(run, run.cfg.grpo.steps)
     adapter_dir = run.run_dir / "adapter"
-    save_adapter(run.policy.model, adapter_dir, run.cfg.data.prompt_record())
+    save_adapter(run.policy, adapter_dir, run.cfg.data.prompt_record())
     return adapter_dir
 
 

@@ -1,6 +1,6 @@
 """The LoRA tensors of a policy: read them out (``trainable_state``), copy them in (``load_trainable_state``),
-save them as a peft adapter with the prompt they were trained with (``save_adapter``), and the model's
-memory footprint."""
+save them as a portable peft adapter with its tokenizer and the prompt they were trained with (``save_adapter``),
+and the model's memory footprint."""
 
 from __future__ import annotations
 
@@ -10,14 +10,29 @@ from typing import Any
 
 import torch
 
+from rltk.policy.base import Policy
+from rltk.policy.sources import portable_name
+
 PROMPT_FILE = "rltk_prompt.json"  # beside a saved adapter: the system prompt and template it was trained with
 
 
-def save_adapter(model: Any, folder: str | Path, prompt: dict[str, Any] | None = None) -> Path:
-    """``model.save_pretrained(folder)`` (peft format) and, with ``prompt`` (``system_prompt``, ``prompt``
-    template, ``messages_column``), ``PROMPT_FILE`` beside it so an eval can ask the way training did."""
+def save_adapter(policy: Policy, folder: str | Path, prompt: dict[str, Any] | None = None) -> Path:
+    """The policy's adapter as a portable peft folder: ``save_pretrained`` with ``base_model_name_or_path`` =
+    :func:`~rltk.policy.sources.portable_name` of its base (a hub id, not this machine's cache path), its tokenizer
+    beside it (``AutoPeftModelForCausalLM`` and ``AutoTokenizer`` read the folder alone), and with ``prompt``
+    (``system_prompt``, ``prompt`` template, ``messages_column``) ``PROMPT_FILE``, so an eval asks the way
+    training did."""
     path = Path(folder)
-    model.save_pretrained(str(path))
+    configs = list(getattr(policy.model, "peft_config", {}).values())
+    names = [cfg.base_model_name_or_path for cfg in configs]
+    try:  # the portable name goes into the saved file only: the live model keeps the name it was loaded with
+        for cfg in configs:
+            cfg.base_model_name_or_path = portable_name(policy.spec)
+        policy.model.save_pretrained(str(path), save_embedding_layers=False)  # see trainable_state
+    finally:
+        for cfg, name in zip(configs, names):
+            cfg.base_model_name_or_path = name
+    policy.tokenizer.save_pretrained(str(path))
     if prompt is not None:
         (path / PROMPT_FILE).write_text(json.dumps(prompt, indent=1) + "\n")
     return path
@@ -35,6 +50,13 @@ def read_prompt(folder: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def adapter_base(folder: str | Path) -> str | None:
+    """The base model a saved peft adapter names (its ``base_model_name_or_path``), None when it names none."""
+    from peft import PeftConfig
+
+    return PeftConfig.from_pretrained(str(folder)).base_model_name_or_path
+
+
 def footprint_bytes(model: Any) -> int:
     """Bytes held by parameters and buffers (quantized weights counted at their packed size)."""
     total = 0
@@ -48,10 +70,13 @@ def footprint_bytes(model: Any) -> int:
 
 
 def trainable_state(model: Any) -> dict[str, torch.Tensor]:
-    """The LoRA tensors only (what crosses to rollout workers and into checkpoints)."""
+    """The LoRA tensors only (what crosses to rollout workers and into checkpoints). rltk's LoRA never adapts the
+    embeddings; saying so (``save_embedding_layers=False``) keeps peft from reading the base's config (from the hub,
+    for an adapter naming a hub id) on every call to find out."""
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
+    state = get_peft_model_state_dict(model, save_embedding_layers=False)
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 
 def load_trainable_state(model: Any, state: dict[str, torch.Tensor]) -> None:
@@ -77,4 +102,5 @@ def load_trainable_state(model: Any, state: dict[str, torch.Tensor]) -> None:
             p.copy_(state[key])
 
 
-__all__ = ["footprint_bytes", "load_trainable_state", "trainable_state"]
+__all__ = ["PROMPT_FILE", "adapter_base", "footprint_bytes", "load_trainable_state", "read_prompt", "save_adapter",
+           "trainable_state"]

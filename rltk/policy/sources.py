@@ -132,6 +132,30 @@ def resolve_source(spec: str) -> str:
     return spec  # a hub id: transformers resolves it (from its cache when offline)
 
 
+def portable_name(spec: str) -> str:
+    """The base a saved adapter names (peft's ``base_model_name_or_path``), so it loads beyond this machine:
+    an alias's hub id (``smollm2-135m`` -> ``HuggingFaceTB/SmolLM2-135M-Instruct``), a hub id as it is, a local
+    folder or ``.gguf`` file as an absolute path, ``tiny-random`` as it is.
+
+    >>> portable_name("smollm2-135m"), portable_name("org/model")
+    ('HuggingFaceTB/SmolLM2-135M-Instruct', 'org/model')
+    """
+    if spec in ALIASES:
+        return ALIASES[spec].hub_id
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if spec != TINY_SPEC and path.exists() else spec
+
+
+def spec_for_base(name: str) -> str:
+    """What rltk loads for the base an adapter names: for an alias's hub id, the embedded copy (the weights rltk
+    trains on, and there offline); any other name as it is.
+
+    >>> spec_for_base("HuggingFaceTB/SmolLM2-135M-Instruct"), spec_for_base("org/model")
+    ('smollm2-135m', 'org/model')
+    """
+    return next((alias for alias, emb in ALIASES.items() if emb.hub_id == name), name)
+
+
 def _in_hub_cache(repo_id: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -157,4 +181,4 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 __all__ = ["ALIASES", "DEFAULT_MODEL", "EmbeddedModel", "TINY_SPEC", "cache_dir", "convert_gguf", "is_cached",
-           "resolve_source"]
+           "portable_name", "resolve_source", "spec_for_base"]

@@ -39,7 +39,7 @@ def test_save_load_round_trip_is_exact(tmp_path):
     random.seed(5)
     np.random.seed(5)
     torch.manual_seed(5)
-    path = save_checkpoint(tmp_path, 2, pol.model, {"optimizer": opt.state_dict(), "version": 2}, cursor=16)
+    path = save_checkpoint(tmp_path, 2, pol, {"optimizer": opt.state_dict(), "version": 2}, cursor=16)
     assert path.name == "step-000002" and (path / "adapter" / "adapter_config.json").is_file()
     want_draws = (random.random(), float(np.random.rand()), float(torch.rand(1)))
 
@@ -64,35 +64,35 @@ def test_save_load_round_trip_is_exact(tmp_path):
 def test_keeps_the_last_k_and_ignores_interrupted_saves(tmp_path):
     pol = _policy()
     for step in (2, 4, 6):
-        save_checkpoint(tmp_path, step, pol.model, {"version": step}, cursor=step * 4, keep=2)
+        save_checkpoint(tmp_path, step, pol, {"version": step}, cursor=step * 4, keep=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000004", "step-000006"]
     # a save killed before its rename: a .tmp folder with a state file; never picked up
     partial = tmp_path / "checkpoints" / ".tmp-step-000008-abc"
     partial.mkdir()
     (partial / "state.pt").write_bytes(b"truncated")
     assert latest_checkpoint(tmp_path).step == 6
-    save_checkpoint(tmp_path, 8, pol.model, {"version": 8}, cursor=32, keep=2)
+    save_checkpoint(tmp_path, 8, pol, {"version": 8}, cursor=32, keep=2)
     assert not partial.exists()  # cleaned by the next save
     assert latest_checkpoint(tmp_path).step == 8
 
 
 def test_a_failing_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     pol = _policy()
-    save_checkpoint(tmp_path, 2, pol.model, {"version": 2}, cursor=8)
+    save_checkpoint(tmp_path, 2, pol, {"version": 2}, cursor=8)
 
     def boom(*a, **k):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", boom)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(tmp_path, 4, pol.model, {"version": 4}, cursor=16)
+        save_checkpoint(tmp_path, 4, pol, {"version": 4}, cursor=16)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000002"]
     assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
 
 
 def test_saving_the_same_step_again_replaces_it(tmp_path):
-    save_checkpoint(tmp_path, 2, _policy(0.0).model, {"version": 1}, cursor=8)
-    save_checkpoint(tmp_path, 2, _policy(0.5).model, {"version": 9}, cursor=8)
+    save_checkpoint(tmp_path, 2, _policy(0.0), {"version": 1}, cursor=8)
+    save_checkpoint(tmp_path, 2, _policy(0.5), {"version": 9}, cursor=8)
     assert latest_checkpoint(tmp_path).learner["version"] == 9
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000002"]
 
