@@ -8,7 +8,8 @@ One step, top to bottom (:func:`train`):
    component kept); with ``dynamic_sampling`` (DAPO) groups whose rewards are all equal are
    dropped and more prompts are drawn until the batch is full;
 3. **advantage** — group-relative (or ``dr_grpo``, ``rloo``, ``batch_std``) per group;
-4. **learner step** — clipped surrogate (+ KL), ``mu`` optimizer steps, new adapter to the samplers;
+4. **learner step** — the policy loss (``grpo.policy_loss``: PPO's clipped surrogate, GSPO, CISPO; + KL),
+   ``mu`` optimizer steps, new adapter to the samplers;
 5. **log / checkpoint** — ``metrics.jsonl``, ``samples.jsonl``, warnings, the live view; an
    atomic checkpoint every ``checkpoint.every`` steps.
 
