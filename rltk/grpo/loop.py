@@ -47,6 +47,7 @@ from rltk.grpo.scoring import (ScoredGroup, StepRollouts, accuracy_label, build_
 from rltk.learner import Learner, LossConfig, UpdateStats
 from rltk.metrics import LiveView, MetricsLog, grpo_columns
 from rltk.policy import Policy, policy_from_config, save_adapter, trainable_state
+from rltk.policy_losses import bind_policy_loss
 from rltk.rollouts import PromptRequest, make_backend
 from rltk.rollouts.ray_rewards import RayRewardSet
 from rltk.runs import check_resume, claim_run_dir, claimed_run_dir, record_resume, release_if_unused, write_config
@@ -264,8 +265,9 @@ class Inputs:
 
 
 def load_inputs(cfg: GRPOJobConfig, reward_set: RewardSet | None = None) -> Inputs:
-    """Data and rewards first: a bad row, source or reward fails before any model is loaded (the job
-    calls this before its evals and SFT warm start, so it fails in seconds, not after them)."""
+    """Data and rewards first: a bad row, source, reward or ``policy_loss`` module fails before any model is loaded
+    (the job calls this before its evals and SFT warm start, so it fails in seconds, not after them)."""
+    bind_policy_loss(cfg.grpo)
     data = load_dataset(cfg.data)
     data.check_for_prompts()
     from_config = reward_set is None

@@ -14,6 +14,7 @@ import rltk.policy_losses
 from rltk.core.config import from_dict
 from rltk.core.errors import UserError
 from rltk.grpo import GRPOJobConfig
+from rltk.grpo.loop import load_inputs
 from rltk.loss import BatchTotals, LossFields, grpo_loss, sequence_mean, token_mean
 from rltk.policy_losses import (POLICY_LOSSES, MismatchStats, PolicyLossFields, bind_policy_loss, cispo_token_loss,
                                 clipped_token_loss, gspo_token_loss, ppo_clip_loss, sampler_correction)
@@ -221,3 +222,9 @@ def test_config_selects_the_losses_and_refuses_bad_values():
         with pytest.raises(UserError, match=match) as e:
             from_dict(GRPOJobConfig, {"grpo": bad})
         assert "\n" not in str(e.value)
+
+
+def test_a_policy_loss_module_that_does_not_import_fails_before_any_model_loads():
+    cfg = from_dict(GRPOJobConfig, {"grpo": {"policy_loss": "no_such_module:my_loss"}})
+    with pytest.raises(UserError, match="policy loss module 'no_such_module' cannot be imported"):
+        load_inputs(cfg)
