@@ -21,6 +21,10 @@
   old log-probs are the current ones detached (ratio 1, with gradient); they are kept for the
   later iterations. Stale rollouts (sampled by an older adapter: one-step-off-policy pipelines)
   use the sampler's stored log-probs instead.
+* The per-token objective is ``cfg.policy_loss`` (:mod:`rltk.policy_losses`: ``ppo_clip``, ``gspo``, ``cispo``,
+  ``module:fn``). Every completion carries the sampler's log-probs: on the on-policy rows of the first iteration
+  the learner compares them with its own (``UpdateStats.mismatch``: the mean and max of π_learner / π_sampler)
+  and, with ``cfg.is_correction`` (``tis``, ``mis``), weights each token's policy loss to correct for the gap.
 * With ``beta == 0`` sequences whose advantage is 0 are not run at all: their loss and gradient
   are exactly zero, and the batch normalisers (:class:`rltk.loss.BatchTotals`) still count them.
 * The reference policy for the KL term is the same model, never a second copy: ``base`` = the
@@ -43,6 +47,7 @@ import torch
 
 from rltk.logprobs import MicroBatch, collate, completion_log_probs, is_checkpointing
 from rltk.loss import AGGREGATIONS, BatchTotals, LossFields, LossParts, grpo_loss
+from rltk.policy_losses import MismatchStats, bind_policy_loss, sampler_correction
 from rltk.optim import OptimFields
 from rltk.policy.base import Policy
 from rltk.policy.devices import compute_dtype
@@ -89,6 +94,8 @@ class TrainBatch:
     advantages: list[float]  # [N]
     behaviour_logprobs: list[list[float] | None]  # the sampler's log-probs for stale rollouts, None when on-policy
     totals: BatchTotals  # normalisers of the whole batch (skipped sequences included)
+    # the sampler's log-probs of every completion (None: not known), for the mismatch metrics and correction
+    sampler_logprobs: list[list[float] | None] | None = None
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -110,6 +117,7 @@ class UpdateStats:
     lr: float = 0.0
     sequences: int = 0  # sequences run through the model (zero-advantage ones skipped when beta is 0)
     tokens: int = 0  # tokens (prompt + completion) run forward and backward, summed over mu
+    mismatch: MismatchStats = field(default_factory=MismatchStats)  # sampler vs learner log-probs, first iteration
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -186,11 +194,14 @@ class Learner:
             total.skipped = "no learning signal (every advantage is 0)"
             return total
         pad = self.policy.tokenizer.pad_token_id
+        sampler = batch.sampler_logprobs or [None] * len(batch)
         micro = [collate([batch.prompt_ids[i] for i in c], [batch.completion_ids[i] for i in c], pad, self.policy.device,
-                         [batch.advantages[i] for i in c], [batch.behaviour_logprobs[i] for i in c], rows=c, share_prompt=shared)
+                         [batch.advantages[i] for i in c], [batch.behaviour_logprobs[i] for i in c], rows=c, share_prompt=shared,
+                         sampler=[sampler[i] for i in c])
                  for c, shared in self.plan_micro_batches(batch, keep)]
-        aggregate = AGGREGATIONS.get(cfg.loss_agg)
+        aggregate, objective = AGGREGATIONS.get(cfg.loss_agg), bind_policy_loss(cfg)
         old: dict[int, torch.Tensor] = {}  # micro-batch -> old log-probs [n, T]
+        weights: dict[int, torch.Tensor | None] = {}  # micro-batch -> mismatch correction [n, T] (None: none)
         ref: dict[int, torch.Tensor] = {}  # micro-batch -> reference log-probs [n, T]
         if cfg.beta > 0:
             ref = {k: self.reference_log_probs(mb, cfg.temperature) for k, mb in enumerate(micro)}
@@ -201,8 +212,9 @@ class Learner:
                 logp = completion_log_probs(self.model, mb, cfg.temperature)  # [n, T]
                 if k not in old:  # first iteration: the parameters are still the sampler's
                     old[k] = torch.where(mb.stale[:, None], mb.behaviour, logp.detach())  # [n, T]
+                    weights[k] = self._mismatch(mb, old[k], cfg, total.mismatch)
                 return grpo_loss(logp, old[k], mb.advantages, mb.mask, batch.totals, cfg.epsilon_low, cfg.epsilon_high,
-                                 cfg.beta, ref.get(k), aggregate)
+                                 cfg.beta, ref.get(k), aggregate, objective, weights[k])
 
             stats = self.apply(range(len(micro)), loss_of, step)
             tokens += sum(int(mb.attention_mask.sum()) for mb in micro)
@@ -211,17 +223,28 @@ class Learner:
                 break
             total.applied += 1
             loss_tokens = max(stats.extra.get("loss_tokens", 0.0), 1.0)
-            clip_sum += stats.clip_fraction / loss_tokens  # on-policy, iteration 0 has ratio 1: nothing clipped
+            clip_sum += stats.clip_fraction / loss_tokens  # ppo_clip on-policy: iteration 0 has ratio 1, nothing clipped
             if it == 0:  # loss and KL as seen from the policy that sampled
                 total.loss, total.policy_loss, total.grad_norm = stats.loss, stats.policy_loss, stats.grad_norm
                 total.kl = stats.kl / loss_tokens
         total.clip_fraction = clip_sum / max(total.applied, 1)
         total.sequences = len(keep)
         total.tokens = tokens
-        del micro, old, ref
+        del micro, old, ref, weights
         if self.policy.device.type == "cpu":
             release_memory(collect=False)  # the step's activations go back to the OS before sampling
         return total
+
+    @staticmethod
+    def _mismatch(mb: MicroBatch, old: torch.Tensor, cfg: LossConfig, stats: MismatchStats) -> torch.Tensor | None:
+        """The sampler–learner mismatch of a micro-batch's on-policy rows (counted in ``stats``) and the weights of
+        ``cfg.is_correction`` (None for ``none``). Stale rows' old log-probs *are* the sampler's: nothing to correct."""
+        if mb.sampler is None or mb.has_sampler is None:
+            return None
+        use = mb.mask.bool() & (mb.has_sampler & ~mb.stale)[:, None]  # [n, T]
+        w, ratio, corrected = sampler_correction(old, mb.sampler, use, cfg.is_correction, cfg.is_cap)  # [n, T] each
+        stats.add(ratio, use, corrected)
+        return w
 
     def plan_micro_batches(self, batch: TrainBatch, rows: list[int]) -> list[tuple[list[int], bool]]:
         """Cut ``rows`` into micro-batches of at most ``micro_batch_size`` sequences: the completions of one

@@ -25,14 +25,18 @@ class MicroBatch:
     shared_prompt: list[int] | None = None  # set: every row has this prompt, run once (shared_prompt_log_probs)
     completions: list[list[int]] | None = None  # the rows' completions (the shared-prompt path needs them)
     pad_id: int = 0
+    sampler: torch.Tensor | None = None  # [n, T] the sampler's log-probs of the tokens (0 where a row has none)
+    has_sampler: torch.Tensor | None = None  # [n] bool, True where the row carries the sampler's log-probs
 
 
 def collate(prompts: Sequence[list[int]], completions: Sequence[list[int]], pad_id: int, device: torch.device,
             advantages: Sequence[float] | None = None, behaviour: Sequence[list[float] | None] | None = None,
-            rows: list[int] | None = None, share_prompt: bool = False) -> MicroBatch:
+            rows: list[int] | None = None, share_prompt: bool = False,
+            sampler: Sequence[list[float] | None] | None = None) -> MicroBatch:
     """``[pad… prompt | completion …pad]``: prompts left-padded, completions right-padded, so every
     completion starts at the same column and ``logits_to_keep`` can cut the logits to completion positions.
-    ``share_prompt`` (all prompts equal): the forward runs the prompt once (:func:`shared_prompt_log_probs`)."""
+    ``share_prompt`` (all prompts equal): the forward runs the prompt once (:func:`shared_prompt_log_probs`).
+    ``behaviour``: the old log-probs of stale rows; ``sampler``: the sampler's log-probs of every row that has them."""
     if share_prompt and any(p != prompts[0] for p in prompts):
         raise ValueError("share_prompt needs one prompt for every row")
     n = len(prompts)
@@ -54,9 +58,25 @@ def collate(prompts: Sequence[list[int]], completions: Sequence[list[int]], pad_
             stale[i] = True
     pos = (attn.cumsum(-1) - 1).clamp(min=0)  # [n, P+T] left padding: real tokens count from 0
     adv = torch.tensor(list(advantages) if advantages is not None else [0.0] * n, dtype=torch.float32)  # [n]
+    samp, has = _padded_rows(sampler, completions, t_len)  # [n, T], [n]
     return MicroBatch(ids.to(device), attn.to(device), pos.to(device), ids[:, p_len:].to(device), mask.to(device),
                       adv.to(device), beh.to(device), stale.to(device), rows if rows is not None else list(range(n)),
-                      list(prompts[0]) if share_prompt else None, [list(c) for c in completions], pad_id)
+                      list(prompts[0]) if share_prompt else None, [list(c) for c in completions], pad_id,
+                      samp.to(device), has.to(device))
+
+
+def _padded_rows(values: Sequence[list[float] | None] | None, completions: Sequence[list[int]],
+                 t_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token values of the rows that have them, right-padded with 0 [n, T], and which rows have them [n]."""
+    out = torch.zeros((len(completions), t_len))  # [n, T]
+    has = torch.zeros(len(completions), dtype=torch.bool)  # [n]
+    for i, c in enumerate(completions):
+        if values is not None and values[i] is not None:
+            if len(values[i]) != len(c):
+                raise ValueError(f"row {i}: {len(values[i])} sampler log-probs for {len(c)} completion tokens")
+            out[i, :len(c)] = torch.tensor(values[i], dtype=torch.float32)
+            has[i] = True
+    return out, has
 
 
 class _TokenLogProb(torch.autograd.Function):

@@ -3,8 +3,10 @@
 Shapes: ``N`` sequences (completions) in a micro-batch, ``T`` completion positions (right-padded;
 ``mask`` marks real tokens).
 
-* :func:`clipped_token_loss` — PPO's clipped surrogate with separate ``epsilon_low`` /
-  ``epsilon_high`` ("clip-higher", DAPO: Yu et al. 2025, arXiv:2503.14476).
+* the per-token policy objective, from :mod:`rltk.policy_losses` (``grpo.policy_loss``): by default
+  :func:`clipped_token_loss`, PPO's clipped surrogate with separate ``epsilon_low`` / ``epsilon_high``
+  ("clip-higher", DAPO: Yu et al. 2025, arXiv:2503.14476); or GSPO, CISPO, ``module:fn``; optionally weighted
+  per token against the sampler–learner mismatch (``grpo.is_correction``: TIS / MIS).
 * :func:`k3_kl` — Schulman's k3 estimator of KL(π_θ ‖ π_ref), unbiased and always >= 0.
 * aggregation: :func:`sequence_mean` (GRPO paper), :func:`token_mean` (DAPO),
   :func:`constant_normalizer` (Dr. GRPO). Each takes the totals of the *whole* batch
@@ -29,45 +31,22 @@ import torch
 
 from rltk.core.config import check_range
 from rltk.core.registry import Registry
+from rltk.policy_losses import BoundPolicyLoss, PolicyLossFields, clipped_token_loss
 
 
 @dataclass(frozen=True)
-class LossFields:
-    """The knobs of the GRPO objective, declared once (the ``grpo:`` section extends this class)."""
+class LossFields(PolicyLossFields):
+    """The knobs of the GRPO objective, declared once (the ``grpo:`` section extends this class): the policy loss
+    and its mismatch correction (:class:`rltk.policy_losses.PolicyLossFields`), and these."""
 
-    epsilon_low: float = 0.2
-    epsilon_high: float = 0.2  # > epsilon_low = DAPO's clip-higher
     beta: float = 0.0  # KL weight (k3); 0 = no reference forward at all
     loss_agg: Literal["sequence", "token", "constant"] = "sequence"
     mu: int = 1  # optimizer steps per batch of rollouts (stored old log-probs)
 
     def __post_init__(self) -> None:
-        check_range("epsilon_low", self.epsilon_low, low=0, high=1, high_open=True)
-        check_range("epsilon_high", self.epsilon_high, low=0)
+        PolicyLossFields.__post_init__(self)
         check_range("beta", self.beta, low=0)
         check_range("mu", self.mu, low=1)
-
-
-def clipped_token_loss(
-    logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    epsilon_low: float,
-    epsilon_high: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token ``-min(ρ·A, clip(ρ, 1-ε_low, 1+ε_high)·A)`` with ``ρ = exp(logp - old_logp)``.
-
-    ``logp`` [N, T] (with gradient), ``old_logp`` [N, T] (no gradient: the policy that sampled),
-    ``advantages`` [N] (one per sequence, broadcast over its tokens).
-    Returns (loss [N, T], clipped [N, T] bool: the clip is active, so this token has no gradient).
-    """
-    ratio = torch.exp(logp - old_logp)  # [N, T]
-    adv = advantages[:, None]  # [N, 1]
-    unclipped = ratio * adv  # [N, T]
-    clipped = torch.clamp(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high) * adv  # [N, T]
-    loss = -torch.minimum(unclipped, clipped)  # [N, T]
-    is_clipped = ((ratio < 1.0 - epsilon_low) & (adv < 0)) | ((ratio > 1.0 + epsilon_high) & (adv > 0))  # [N, T]
-    return loss, is_clipped
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -137,12 +116,22 @@ def grpo_loss(
     beta: float = 0.0,
     ref_logp: torch.Tensor | None = None,
     aggregate: Aggregation = sequence_mean,
+    policy_loss: BoundPolicyLoss | None = None,
+    is_weights: torch.Tensor | None = None,
 ) -> LossParts:
-    """Clipped surrogate (+ ``beta`` × k3 KL when ``beta > 0``), aggregated over a micro-batch.
+    """Per-token policy loss (+ ``beta`` × k3 KL when ``beta > 0``), aggregated over a micro-batch.
 
-    ``logp``, ``old_logp``, ``ref_logp``, ``mask``: [N, T]; ``advantages``: [N].
+    ``logp``, ``old_logp``, ``ref_logp``, ``mask``, ``is_weights``: [N, T]; ``advantages``: [N].
+    ``policy_loss``: the per-token objective with its knobs bound (:func:`rltk.policy_losses.bind_policy_loss`);
+    None = PPO's clipped surrogate with ``epsilon_low`` / ``epsilon_high``. ``is_weights`` (detached, e.g. TIS's
+    truncated sampler–learner ratios) multiply the policy loss of each token, not the KL term.
     """
-    per_token, clipped = clipped_token_loss(logp, old_logp, advantages, epsilon_low, epsilon_high)  # [N, T]
+    if policy_loss is None:
+        per_token, clipped = clipped_token_loss(logp, old_logp, advantages, epsilon_low, epsilon_high)  # [N, T]
+    else:
+        per_token, clipped = policy_loss(logp, old_logp, advantages, mask)  # [N, T]
+    if is_weights is not None:
+        per_token = per_token * is_weights  # [N, T]
     policy = aggregate(per_token, mask, totals)  # []
     kl_sum = 0.0
     if beta > 0:

@@ -8,7 +8,8 @@ One step, top to bottom (:func:`train`):
    component kept); with ``dynamic_sampling`` (DAPO) groups whose rewards are all equal are
    dropped and more prompts are drawn until the batch is full;
 3. **advantage** — group-relative (or ``dr_grpo``, ``rloo``, ``batch_std``) per group;
-4. **learner step** — clipped surrogate (+ KL), ``mu`` optimizer steps, new adapter to the samplers;
+4. **learner step** — the policy loss (``grpo.policy_loss``: PPO's clipped surrogate, GSPO, CISPO; + KL),
+   ``mu`` optimizer steps, new adapter to the samplers;
 5. **log / checkpoint** — ``metrics.jsonl``, ``samples.jsonl``, warnings, the live view; an
    atomic checkpoint every ``checkpoint.every`` steps.
 
@@ -46,6 +47,7 @@ from rltk.grpo.scoring import (ScoredGroup, StepRollouts, accuracy_label, build_
 from rltk.learner import Learner, LossConfig, UpdateStats
 from rltk.metrics import LiveView, MetricsLog, grpo_columns
 from rltk.policy import Policy, policy_from_config, save_adapter, trainable_state
+from rltk.policy_losses import bind_policy_loss
 from rltk.rollouts import PromptRequest, make_backend
 from rltk.rollouts.ray_rewards import RayRewardSet
 from rltk.runs import check_resume, claim_run_dir, claimed_run_dir, record_resume, release_if_unused, write_config
@@ -263,8 +265,9 @@ class Inputs:
 
 
 def load_inputs(cfg: GRPOJobConfig, reward_set: RewardSet | None = None) -> Inputs:
-    """Data and rewards first: a bad row, source or reward fails before any model is loaded (the job
-    calls this before its evals and SFT warm start, so it fails in seconds, not after them)."""
+    """Data and rewards first: a bad row, source, reward or ``policy_loss`` module fails before any model is loaded
+    (the job calls this before its evals and SFT warm start, so it fails in seconds, not after them)."""
+    bind_policy_loss(cfg.grpo)
     data = load_dataset(cfg.data)
     data.check_for_prompts()
     from_config = reward_set is None

@@ -68,6 +68,7 @@ def step_record(o: StepOutcome, labels: Sequence[str], accuracy: str | None, kl_
         "clip_fraction": st.clip_fraction, "loss": st.loss, "grad_norm": st.grad_norm,
         "lr": st.lr, "skipped": st.skipped, "optimizer_steps": st.applied,
     })
+    r.update(st.mismatch.metrics())  # sampler vs learner log-probs of the tokens learned (first iteration)
     r.update(_rollout_fields(o))
     r.update(_reasoning_fields(o, accuracy))
     r.update({"policy_version": version, "stale_groups": o.stale, "cursor": cursor, "failed_samples": o.failed})

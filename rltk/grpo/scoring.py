@@ -97,8 +97,9 @@ def build_train_batch(scored: Sequence[ScoredGroup], advantages: torch.Tensor, l
                       mask_truncated: bool, max_new_tokens: int) -> TrainBatch:
     """Flatten groups into the learner's batch. ``advantages`` [B, G]. Samples a reward failed on are left
     out entirely (no loss, not in the normalisers), and so are truncated completions when ``mask_truncated``;
-    rollouts sampled by an older adapter carry their sampler log-probs (the importance ratio's denominator)."""
-    prompts, comps, advs, behaviour, lengths = [], [], [], [], []
+    rollouts sampled by an older adapter carry their sampler log-probs as the old ones (the importance ratio's
+    denominator), and every completion carries them as ``sampler_logprobs`` (the sampler–learner mismatch)."""
+    prompts, comps, advs, behaviour, sampler, lengths = [], [], [], [], [], []
     for b, s in enumerate(scored):
         g = s.group
         stale = g.policy_version != learner_version
@@ -109,9 +110,10 @@ def build_train_batch(scored: Sequence[ScoredGroup], advantages: torch.Tensor, l
             comps.append(ids)
             advs.append(float(advantages[b, j]))
             behaviour.append(g.logprobs[j] if stale else None)
+            sampler.append(g.logprobs[j])
             lengths.append(len(ids))
     totals = BatchTotals(sequences=sum(1 for n in lengths if n > 0), tokens=sum(lengths), max_tokens=max_new_tokens)
-    return TrainBatch(prompts, comps, advs, behaviour, totals)
+    return TrainBatch(prompts, comps, advs, behaviour, totals, sampler)
 
 
 def accuracy_label(specs: Sequence[RewardSpec]) -> str | None:
