@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_training_parsers(sub: argparse._SubParsersAction) -> None:
-    """``rltk sft``, ``rltk grpo``, ``rltk plot``, ``rltk demo``, ``rltk export`` (handlers in :mod:`rltk.commands`)."""
+    """``rltk sft``, ``rltk grpo``, ``rltk plot``, ``rltk demo``, ``rltk export``, ``rltk chat`` (handlers in :mod:`rltk.commands`)."""
     p = sub.add_parser("sft", help="LoRA/QLoRA SFT on chat input/output pairs; writes a peft adapter folder",
                        description="Supervised fine-tuning (loss on completion tokens only). "
                                    "Example: rltk sft examples/arithmetic/sft.yaml sft.steps=20")
@@ -100,6 +100,21 @@ def add_training_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", metavar="MODEL", help="the base model to merge into (default: the one the adapter names)")
     p.add_argument("--force", action="store_true", help="replace DIR when it is not empty")
     p.set_defaults(func="rltk.commands:cmd_export")
+
+    p = sub.add_parser("chat", help="talk to a model (an export, alias, hub id, .gguf, run or adapter folder), streamed",
+                       description="A terminal chat through the model's chat template, the answer streamed token by "
+                                   "token. At the prompt: /reset forgets the conversation, /exit or Ctrl-D leaves. "
+                                   "Example: rltk chat deploy/hf --system 'Be brief.'  or  "
+                                   "rltk chat smollm2-135m --adapter runs/grpo-20260101-120000 --prompt 'What is 12 + 30?'")
+    p.add_argument("model", metavar="MODEL", help="alias, HF folder, hub id, .gguf file, run folder or adapter folder")
+    p.add_argument("--adapter", metavar="A", help="a peft adapter folder (or run folder) to load on MODEL")
+    p.add_argument("--system", metavar="TEXT", help="the system message")
+    p.add_argument("--prompt", metavar="TEXT", help="answer this once and exit (for scripts)")
+    p.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="answer length cap (default 256)")
+    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 (default): greedy; above 0: sampled")
+    p.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling when --temperature > 0")
+    p.add_argument("--quant", default="none", metavar="Q", help="load the base as none (default), nf4 or int8")
+    p.set_defaults(func="rltk.commands:cmd_chat")
 
 
 def _add_ray_flags(p: argparse.ArgumentParser) -> None:

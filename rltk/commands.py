@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rltk import __version__
+from rltk.chat import ChatSession, load_chat_model, repl
 from rltk.core.errors import UserError
 from rltk.export import export
 from rltk.grpo import load_job_config, run_job
@@ -104,6 +105,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     console.print("size: the whole folder; load time: transformers from_pretrained of it, in this process (file cache "
                   "warm)" + (", GGUF dequantized to fp32" if r.format == "gguf" else ""), highlight=False)
     return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    if args.max_new_tokens < 1:
+        raise UserError(f"--max-new-tokens must be at least 1 (got {args.max_new_tokens})")
+    if args.temperature < 0 or not 0 < args.top_p <= 1:
+        raise UserError("--temperature must be >= 0 and --top-p in (0, 1]")
+    session = ChatSession(load_chat_model(args.model, args.adapter, args.quant), system=args.system,
+                          max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
+    if args.prompt is not None:
+        session.ask(args.prompt)
+        return 0
+    return repl(session)
 
 
 # ----------------------------------------------------------------------------- output

@@ -187,11 +187,15 @@ def test_each_policy_loss_and_correction_raises_the_reward_it_optimises(tmp_path
     hist = result.history
     # measured: 0.023 -> 0.38 (gspo), 0.32 (cispo), 0.37 (ppo_clip alone)
     assert hist[-1]["reward_mean"] > 3 * hist[0]["reward_mean"], [h["reward_mean"] for h in hist]
-    assert all(h["optimizer_steps"] == 2 for h in hist)
+    # mu 2: two optimizer steps per GRPO step, none on a step whose groups all tied (no signal, skipped)
+    assert {h["optimizer_steps"] for h in hist} <= {0, 2} and sum(h["optimizer_steps"] == 2 for h in hist) >= 4
     lines = read_jsonl(result.run_dir / "metrics.jsonl")  # the mismatch of every step is in metrics.jsonl
+    skipped = [line for line in lines if line["optimizer_steps"] == 0]
+    assert all(line["mismatch_ratio_max"] is None for line in skipped)  # no learner pass: no figure made up
+    lines = [line for line in lines if line["optimizer_steps"] > 0]
     assert all(line["mismatch_ratio_max"] >= line["mismatch_ratio_mean"] > 0 for line in lines)
     if policy_loss == "gspo":  # mu 2: the sequence ratio leaves GSPO's narrow range (3e-4, 4e-4)
-        assert min(h["clip_fraction"] for h in hist) > 0.1  # measured 0.34-0.44
+        assert min(h["clip_fraction"] for h in hist if h["optimizer_steps"]) > 0.1  # measured 0.34-0.44
     if is_correction == "none":  # fp32 sampler and learner: they agree
         assert all(line["mismatch_ratio_max"] == pytest.approx(1.0, abs=1e-3) for line in lines)
     else:  # about half the tokens have ratio 3: truncated to 2 by tis, dropped by mis
