@@ -4,6 +4,7 @@ compared pairwise; the composed legal reward ranks every hack below an honest su
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -108,3 +109,26 @@ def test_the_composed_legal_reward_ranks_each_hack_below_an_honest_summary(attac
     reward = get_reward("legal_summary")
     honest, hacked = reward([HONEST, hacks[attack]], original_text=[SRC, SRC])
     assert honest >= 0.9 and hacked < honest - 0.3, (attack, honest, hacked)
+
+
+def test_legal_side_by_side_prints_source_human_and_each_stage(tmp_path):
+    """examples/legal/side_by_side.py reads a run's three greedy evals and prints held-out items side by side."""
+    repo = Path(__file__).resolve().parents[2]
+    data = repo / "examples" / "legal" / "data" / "all_v1.json"
+    task = get_task("legal_summary", split="test", test_fraction=0.3, max_source_words=160)
+    policy = tiny_policy()
+    (tmp_path / "evals").mkdir()
+    for stage in ("base", "sft", "grpo"):
+        evaluate(policy, task, data=str(data), limit=4, max_new_tokens=6, progress=False).save(
+            tmp_path / "evals" / f"{stage}_greedy.json")
+    script = repo / "examples" / "legal" / "side_by_side.py"
+    out = subprocess.run([sys.executable, str(script), str(tmp_path), "--n", "3", "--markdown", str(tmp_path / "x.md")],
+                         capture_output=True, text=True, cwd=repo, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("**Human summary.**") == 3 and out.stdout.count("**GRPO** (legal_terms ") == 3
+    assert (tmp_path / "x.md").read_text().strip() == out.stdout.strip()
+    source = out.stdout.split("**Source.** ", 1)[1].split("\n", 1)[0]
+    assert len(source) > 20 and "<|im" not in source  # the passage, out of the chat prompt
+    (tmp_path / "evals" / "grpo_greedy.json").unlink()
+    missing = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, cwd=repo)
+    assert missing.returncode == 2 and "grpo_greedy.json" in missing.stderr
