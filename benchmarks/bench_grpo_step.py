@@ -36,9 +36,9 @@ from pathlib import Path
 import torch  # before rltk.cli, which defaults OMP_WAIT_POLICY: the runs' policy is the one --omp-wait gives
 
 from machine_info import machine_line, rss_mb  # benchmarks/ (the script's folder)
+from main_work import main_job_work
 from rltk.cli import quiet_libraries
-from rltk.core.config import from_dict
-from rltk.grpo import GRPOJobConfig, train
+from rltk.grpo import train
 from rltk.policy import policy_from_config
 
 CONFIGS = {
@@ -69,18 +69,9 @@ def _reset_peak() -> bool:
 def run_one(name: str, steps: int, out: str) -> None:
     quiet_libraries()
     quant, sampler, micro, dense_base = CONFIGS[name]
-    cfg = from_dict(GRPOJobConfig, {
-        "model": {"spec": "smollm2-135m", "quant": quant, "lora": {"r": 16, "alpha": 32, "target_modules": "all-linear"}},
-        "data": {"source": "arithmetic", "limit": 500,
-                 "system_prompt": "Solve the problem. Finish your reply with a last line of the form '#### <answer>'."},
-        "sampling": {"group_size": 8, "max_new_tokens": 48, "temperature": 1.0, "sampler": sampler},
-        "grpo": {"steps": steps, "prompts_per_step": 4, "lr": 1e-5, "micro_batch_size": micro, "dense_base": dense_base},
-        "rewards": [{"name": "math_answer", "label": "correct"},
-                    {"name": "format_answer", "label": "format", "weight": 0.5},
-                    {"name": f"{Path(__file__).resolve()}:length_shaping", "label": "length", "weight": 0.1}],
-        "checkpoint": {"every": 0}, "log": {"live": False, "samples_every": 0},
-        "run_dir": tempfile.mkdtemp(prefix=f"bench-grpo-{name}-"),
-    })
+    length = {"name": f"{Path(__file__).resolve()}:length_shaping", "label": "length", "weight": 0.1}
+    cfg = main_job_work(steps, tempfile.mkdtemp(prefix=f"bench-grpo-{name}-"), length, quant=quant,
+                        sampling={"sampler": sampler}, grpo={"micro_batch_size": micro, "dense_base": dense_base})
     t0 = time.perf_counter()
     torch.manual_seed(0)
     policy = policy_from_config(cfg.model)

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from machine_info import cpu_model  # benchmarks/ (the script's folder)
+from main_work import main_job_work
 from rltk.cli import quiet_libraries
-from rltk.core.config import from_dict
 from rltk.grpo import GRPOJobConfig, train
 from rltk.policy import policy_from_config
 
@@ -33,19 +33,9 @@ FIXTURES = Path(__file__).resolve().parent / "reward_fixtures.py"  # light: sand
 
 
 def job(reward: str, steps: int, timeout: float, run_dir: str, seed: int) -> GRPOJobConfig:
-    return from_dict(GRPOJobConfig, {
-        "model": {"spec": "smollm2-135m", "quant": "nf4", "lora": {"r": 16, "alpha": 32, "target_modules": "all-linear"}},
-        "data": {"source": "arithmetic", "limit": 500,
-                 "system_prompt": "Solve the problem. Finish your reply with a last line of the form '#### <answer>'."},
-        "sampling": {"group_size": 8, "max_new_tokens": 48, "temperature": 1.0},
-        "grpo": {"steps": steps, "prompts_per_step": 4, "lr": 1e-5, "micro_batch_size": 4},
-        "rewards": [{"name": "math_answer", "label": "correct"},
-                    {"name": "format_answer", "label": "format", "weight": 0.5},
-                    {"name": f"{FIXTURES}:{reward}", "label": "user", "weight": 0.1}],
-        "reward_timeout_s": timeout,
-        "checkpoint": {"every": 0}, "log": {"live": False, "samples_every": 1, "samples_groups": 4},
-        "run_dir": run_dir, "seed": seed,
-    })
+    return main_job_work(steps, run_dir, {"name": f"{FIXTURES}:{reward}", "label": "user", "weight": 0.1},
+                         grpo={"micro_batch_size": 4}, reward_timeout_s=timeout, seed=seed,
+                         log={"live": False, "samples_every": 1, "samples_groups": 4})
 
 
 def one_run(kind: str, policy, steps: int, timeout: float, seed: int) -> dict:
