@@ -97,7 +97,8 @@ def legal_summary_task(max_words: int = 60, max_ratio: float = 0.6, all_rows: bo
     ``max_words`` words and ``max_ratio`` of the passage, plain prose). A graded task: the item
     score is the product of the two, in [0, 1], so neither copying the passage (all terms, no
     summary) nor a short non-answer (summary-shaped, no terms) scores. Passages holding no
-    glossary term are left out (337 of the 446 remain) unless ``all_rows``. ``split``: ``all``, or
+    glossary term are left out (337 of the 446 remain) unless ``all_rows``. The product also has
+    :class:`rewards.summary.NoCopy` (1 - the share of the summary copied from the passage in runs of words). ``split``: ``all``, or
     the ``train`` / ``test`` side of a split by document (``split_by`` columns, ``test_fraction`` of
     the documents held out whole; :func:`rltk.core.splits.split_by_group`), the split a training
     config's ``data.split_by`` makes; ``max_source_words`` (0: none) leaves out longer passages. Every sample also gets the legal metrics
@@ -129,6 +130,8 @@ def legal_summary_task(max_words: int = 60, max_ratio: float = 0.6, all_rows: bo
         rewards=(
             RewardSpec("legal_terms", params=_legal_terms_params(), label="legal_terms"),
             RewardSpec("summary_shape", params={"max_words": max_words, "max_ratio": max_ratio}, label="shape"),
+            # a pasted passage keeps every term and is no summary: its shape alone still gave it 0.66
+            RewardSpec("no_copy", params={"source_column": "original_text"}, label="no_copy"),
         ),
         combine="product",
         correct=None,

@@ -1,5 +1,5 @@
 """Held-out passages side by side: source, human summary, and what the base, SFT and GRPO models wrote (greedy),
-from the evals a legal run saved (``RUN_DIR/evals/{base,sft,grpo}_greedy.json``), with each one's legal_terms score.
+from the evals a legal run saved (``RUN_DIR/evals/{base,sft,grpo}_greedy.json``), with each one's item score and legal_terms score.
 
     python examples/legal/side_by_side.py runs/grpo-20260101-120000            # 3 items, chosen by seed 0
     python examples/legal/side_by_side.py runs/grpo-20260101-120000 --n 5 --markdown out.md
@@ -23,9 +23,10 @@ def _passage(prompt: str) -> str:
     return text.split("<|im_end|>", 1)[0].strip()
 
 
-def _terms(sample: dict) -> str:
-    score = (sample.get("scores") or {}).get("legal_terms")
-    return "–" if score is None else f"{score:.2f}"
+def _scores(sample: dict) -> str:
+    """The item score (legal_terms x summary shape, what the eval averages) and legal_terms alone."""
+    terms, score = (sample.get("scores") or {}).get("legal_terms"), sample.get("score")
+    return f"score {'–' if score is None else f'{score:.2f}'}, legal_terms {'–' if terms is None else f'{terms:.2f}'}"
 
 
 def main() -> int:
@@ -50,7 +51,7 @@ def main() -> int:
                   f"**Human summary.** {rec['gold']}", ""]
         for s in STAGES:
             sample = results[s][item]["samples"][0]
-            lines += [f"**{s.upper() if s != 'base' else 'Base'}** (legal_terms {_terms(sample)}). "
+            lines += [f"**{s.upper() if s != 'base' else 'Base'}** ({_scores(sample)}). "
                       f"{sample['completion'].strip()}", ""]
     text = "\n".join(lines)
     print(text)

@@ -230,8 +230,13 @@ def _summary(cfg: GRPOJobConfig, evals: dict[str, dict[str, Any]], grpo: GRPORes
 
 def _reasoning_summary(evals: dict[str, dict[str, Any]], stages: list[str], before: str | None) -> dict[str, Any]:
     """Reasoning validity, lucky answers and steps per completion per stage (greedy and sampled), and GRPO's
-    paired comparison with the stage before it on each."""
+    paired comparison with the stage before it on each. None for a graded task (no right answer, e.g. a legal
+    summary) none of whose completions wrote an arithmetic step: there is no reasoning to judge."""
     out: dict[str, Any] = {}
+    steps = [(evals[s][kind].metrics.get("reasoning") or {}).get("steps_per_completion")
+             for s in stages for kind in ("greedy", "sampled") if evals[s].get(kind) is not None]
+    if _graded(evals, stages) and not any(steps):
+        return out
     for kind, suffix in (("greedy", ""), ("sampled", "_sampled")):
         for key, name in (("validity", "reasoning_validity"), ("lucky", "lucky_answers"), ("steps_per_completion", "steps_per_completion")):
             vals = {s: (evals[s][kind].metrics.get("reasoning") or {}).get(key) for s in stages if evals[s].get(kind) is not None}

@@ -125,7 +125,7 @@ def test_legal_side_by_side_prints_source_human_and_each_stage(tmp_path):
     out = subprocess.run([sys.executable, str(script), str(tmp_path), "--n", "3", "--markdown", str(tmp_path / "x.md")],
                          capture_output=True, text=True, cwd=repo, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("**Human summary.**") == 3 and out.stdout.count("**GRPO** (legal_terms ") == 3
+    assert out.stdout.count("**Human summary.**") == 3 and out.stdout.count("**GRPO** (score ") == 3
     assert (tmp_path / "x.md").read_text().strip() == out.stdout.strip()
     source = out.stdout.split("**Source.** ", 1)[1].split("\n", 1)[0]
     assert len(source) > 20 and "<|im" not in source  # the passage, out of the chat prompt

@@ -80,7 +80,8 @@ def test_legal_summary_scores_precise_terms_and_shape():
     assert shape[0] == 1.0 and shape[1] == 1.0 and shape[2] < 0.5  # a long bullet list is no summary
     graded = [task.graded_score({k: v[i] for k, v in s.components.items()}) for i in range(5)]
     assert graded[0] == 1.0
-    assert graded[3] < 0.75  # copying the passage keeps every term but is no summary
+    assert graded[3] == 0.0  # copying the passage keeps every term but is no summary (no_copy: 0)
+    assert s.components["no_copy"][0] == 1.0
     assert graded[4] == 0.0  # a non-answer keeps no term
 
 
