@@ -135,7 +135,7 @@ def main() -> None:
 
     quiet_libraries()
     src = find_source(args.adapter or newest_adapter())
-    console = Console()
+    console = Console(width=150)
     console.print(machine_line(), highlight=False)
     console.print(f"adapter {src.adapter} on {src.base_name}", highlight=False)
     with tempfile.TemporaryDirectory(prefix="rltk-bench-deploy-") as tmp:
