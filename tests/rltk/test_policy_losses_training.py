@@ -20,6 +20,7 @@ from rltk.optim import OptimFields
 from rltk.policy.base import LoraSettings, Policy
 from rltk.policy.tiny import tiny_policy
 from rltk.rollouts import LocalRollouts, PromptRequest, RolloutGroup, RolloutWorker, SamplingConfig
+from test_learner import _grads_at_step  # tests/rltk: the gradient recorder the learner tests use
 
 PROMPTS = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [5, 9]]
 COMPLETIONS = [[20, 21, 22], [23], [24, 25], [26, 27, 28, 29]]
@@ -58,14 +59,7 @@ def _batch(sampler=None, behaviour=None) -> TrainBatch:
 def _update(cfg: LossConfig, batch: TrainBatch):
     """One learner step; returns its stats and the gradient it stepped with (no clipping)."""
     learner = Learner(_policy(), OptimFields(lr=1e-3, micro_batch_size=8, max_grad_norm=0), 10, dense_base=False)
-    seen: list[torch.Tensor] = []
-    step = learner.optimizer.step
-
-    def recording_step(*a, **k):
-        seen.extend(p.grad.detach().clone() for p in learner.params)
-        return step(*a, **k)
-
-    learner.optimizer.step = recording_step
+    seen = _grads_at_step(learner)
     return learner.grpo_update(batch, cfg, 0), seen
 
 
