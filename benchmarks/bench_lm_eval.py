@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from machine_info import machine_line  # benchmarks/ (the script's folder)
+from bench_deploy import newest_adapter  # benchmarks/ (the script's folder)
+from machine_info import machine_line
 from evals import evaluate
 from evals import mcnemar_exact, wilson_interval
 from evals.tasks import get_task
 from rltk.cli import quiet_libraries
-from rltk.core.errors import UserError
 from rltk.export import export, find_source
 from rltk.policy import load_policy, read_prompt, resolve_source, spec_for_base
 
@@ -65,13 +65,6 @@ num_fewshot: 0
 metadata:
   version: 1.0
 """
-
-
-def newest_adapter() -> str:
-    found = sorted(Path("runs").glob("grpo-*/adapter/adapter_config.json"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise UserError("no runs/grpo-*/adapter here; give an adapter or run folder")
-    return str(found[-1].parent)
 
 
 def run_lm_eval(model_args: str, task_dir: Path, n: int, system: str, batch_size: int) -> tuple[list[tuple[bool, str]], float]:
