@@ -9,13 +9,15 @@
 * Log-probs are computed only on completion positions and one row at a time in fp32
   (:func:`rltk.logprobs.selective_log_probs`), never a full-vocabulary fp32 log-softmax over the whole batch.
 * The ``G`` completions of a prompt share its forward pass (:func:`rltk.logprobs.shared_prompt_log_probs`): the
-  prompt runs once, its KV cache (with gradient) is repeated ``G`` times and the completions run
-  on top, exactly as if each sequence ran alone. Arithmetic prompts are ~2/3 of a sequence, so
-  this cuts the learner's tokens by ~2.5x for G = 8.
+  prompt runs once into a KV cache (with gradient) and the completions run on top of it packed into one row
+  (a 4D mask keeps them apart; no padding to the longest), exactly as if each sequence ran alone. Arithmetic
+  prompts are ~2/3 of a sequence, so this cuts the learner's tokens by ~2.5x for G = 8.
 * On CPU the frozen base weights are held dense at the compute dtype (bf16 or fp32, measured per CPU:
   :func:`rltk.policy.devices.compute_dtype`; :func:`rltk.policy.memory.dense_frozen_base`): a 4-bit base
   is dequantized once (bitsandbytes' CPU 4-bit matmul is 10-50x slower), and an fp32 base is
   stored at the precision autocast computes with anyway, so it is not re-cast at every forward.
+* On a dense base each LoRA layer's update is added to the base output inside one in-place GEMM
+  (:func:`rltk.policy.fused.fuse_lora_forward`), not by peft's scale-copy-add passes over the output.
 * ``mu`` inner iterations reuse the same rollouts. On-policy rollouts need no extra forward for
   the old log-probs: in the first iteration the parameters are still those that sampled, so the
   old log-probs are the current ones detached (ratio 1, with gradient); they are kept for the
@@ -51,6 +53,7 @@ from rltk.policy_losses import MismatchStats, bind_policy_loss, sampler_correcti
 from rltk.optim import OptimFields
 from rltk.policy.base import Policy
 from rltk.policy.devices import compute_dtype
+from rltk.policy.fused import fuse_lora_forward
 from rltk.policy.memory import dense_frozen_base, no_input_casts, release_memory, tune_allocator
 
 
@@ -132,6 +135,7 @@ class Learner:
             tune_allocator()
         if dense_base if dense_base is not None else policy.device.type == "cpu":  # see dense_frozen_base
             dense_frozen_base(policy.model, compute_dtype(policy.device))
+        fuse_lora_forward(policy.model)  # on a dense base: the LoRA update added inside one GEMM (rltk.policy.fused)
         self.policy = policy
         self.model = policy.model
         self.optim = optim

@@ -140,37 +140,65 @@ def is_checkpointing(model: Any) -> bool:
 
 def shared_prompt_log_probs(model: Any, prompt_ids: list[int], completions: Sequence[list[int]], pad_id: int,
                             temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs [n, T] (and mask [n, T]) of ``n`` completions of one prompt, the prompt run once.
+    """Log-probs [n, T] (and mask [n, T]) of ``n`` completions of one prompt: the prompt run once, the completions
+    packed into one row on top of it, no padding.
 
-    The prompt's KV cache keeps its gradient, so LoRA still learns through the prompt positions:
-    the result (and its gradient) is that of ``n`` separate ``prompt + completion`` forwards.
+    1. The prompt runs once (batch 1) into a KV cache that keeps its gradient, so LoRA still learns through the
+       prompt positions; its last logits give every completion's first token.
+    2. The completions' tokens (each but its last) run as one packed row of ``S = sum(len - 1)`` tokens, positions
+       ``P, P+1, …`` per completion, under a 4D mask [1, 1, S, P+S] (:func:`packed_causal_mask`): every token sees
+       the whole prompt and the tokens before it in its own completion, nothing of the others.
+
+    The result (and its gradient) is that of ``n`` separate ``prompt + completion`` forwards; no compute is spent on
+    padding to the longest completion (a group's lengths often differ by 2x).
     """
     from transformers import DynamicCache
 
     hf = hf_model(model)
     dev = next(hf.parameters()).device
     n, p_len = len(completions), len(prompt_ids)
-    t_len = max(max(len(c) for c in completions), 1)
+    lens = [len(c) for c in completions]
+    t_len = max(max(lens), 1)
+    mask = torch.zeros((n, t_len), device=dev)  # [n, T]
+    for i, k in enumerate(lens):
+        mask[i, :k] = 1.0
     cache = DynamicCache(config=hf.config)
     ck = cache_kwarg(hf)
     out = hf(input_ids=torch.tensor([prompt_ids], device=dev), use_cache=True, logits_to_keep=1, **{ck: cache})
     first = out.logits[:, -1:, :]  # [1, 1, V] predicts completion token 0
-    if n > 1:
-        cache.batch_repeat_interleave(n)
-    ids = torch.full((n, t_len), pad_id, dtype=torch.long, device=dev)  # [n, T]
-    mask = torch.zeros((n, t_len), device=dev)  # [n, T]
-    for i, c in enumerate(completions):
-        ids[i, :len(c)] = torch.tensor(c, device=dev)
-        mask[i, :len(c)] = 1.0
-    attn = torch.cat([torch.ones((n, p_len), dtype=torch.long, device=dev), mask.long()], dim=1)  # [n, P+T]
-    pos = (p_len + torch.arange(t_len, device=dev)).expand(n, t_len)  # [n, T]
-    first_lp = selective_log_probs(first.expand(n, 1, first.shape[-1]), ids[:, :1], temperature)  # [n, 1]
-    if t_len == 1:
-        return first_lp, mask
-    out = hf(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=True, **{ck: cache})
-    rest = selective_log_probs(out.logits, ids[:, 1:], temperature)  # [n, T-1]
-    return torch.cat([first_lp, rest], dim=1), mask
+    heads = torch.tensor([[c[0] if c else pad_id] for c in completions], device=dev)  # [n, 1]
+    first_lp = selective_log_probs(first.expand(n, 1, first.shape[-1]), heads, temperature) * mask[:, :1]  # [n, 1]
+    packed = [t for c in completions for t in c[:-1]]
+    if not packed:
+        return torch.cat([first_lp, first_lp.new_zeros((n, t_len - 1))], dim=1), mask
+    pos = torch.tensor([p_len + j for k in lens for j in range(max(k - 1, 0))], device=dev)  # [S]
+    targets = torch.tensor([t for c in completions for t in c[1:]], device=dev)  # [S]
+    attn = packed_causal_mask(p_len, [max(k - 1, 0) for k in lens], dev)  # [1, 1, S, P+S]
+    out = hf(input_ids=torch.tensor([packed], device=dev), attention_mask=attn, position_ids=pos[None], use_cache=True,
+             **{ck: cache})
+    rest = selective_log_probs(out.logits, targets[None], temperature)[0]  # [S]
+    rows, at = [], 0
+    for i, k in enumerate(lens):  # unpack: [first token | the rest | zeros to T]
+        body = rest[at:at + max(k - 1, 0)]
+        at += max(k - 1, 0)
+        rows.append(torch.cat([first_lp[i], body, rest.new_zeros(t_len - 1 - body.shape[0])]))
+    return torch.stack(rows), mask  # [n, T]
 
 
-__all__ = ["MicroBatch", "collate", "completion_log_probs", "is_checkpointing", "selective_log_probs",
-           "shared_prompt_log_probs"]
+def packed_causal_mask(prefix: int, lengths: Sequence[int], device: torch.device) -> torch.Tensor:
+    """[1, 1, S, prefix+S] bool (True: may attend) for segments of ``lengths`` packed after a shared prefix: each
+    token sees the whole prefix and the tokens of its own segment up to itself.
+
+    >>> packed_causal_mask(1, [2, 1], torch.device("cpu"))[0, 0].int().tolist()
+    [[1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 0, 1]]
+    """
+    seg = torch.repeat_interleave(torch.arange(len(lengths), device=device),
+                                  torch.tensor(list(lengths), device=device))  # [S] segment of each token
+    idx = torch.arange(seg.shape[0], device=device)  # [S]
+    own = (seg[:, None] == seg[None, :]) & (idx[None, :] <= idx[:, None])  # [S, S]
+    full = torch.cat([torch.ones((seg.shape[0], prefix), dtype=torch.bool, device=device), own], dim=1)  # [S, P+S]
+    return full[None, None]
+
+
+__all__ = ["MicroBatch", "collate", "completion_log_probs", "is_checkpointing", "packed_causal_mask",
+           "selective_log_probs", "shared_prompt_log_probs"]

@@ -28,9 +28,33 @@ class FrozenLinear(torch.nn.Linear):
             # slower for a 64-prompt prefill through SmolLM2's 49k-token head)
             x = x.contiguous()
         if torch.is_autocast_enabled(x.device.type) or x.dtype == self.weight.dtype:
+            if _chunk_rows(x, self.weight):
+                return _chunked_linear(x, self.weight, self.bias)
             return torch.nn.functional.linear(x, self.weight, self.bias)
         out = torch.nn.functional.linear(x.to(self.weight.dtype), self.weight, self.bias)
         return out.to(x.dtype)
+
+
+HEAD_CHUNK = 2048  # output rows per GEMM for a wide layer at decode-sized inputs
+
+
+def _chunk_rows(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """A wide layer (an LM head: 49k outputs) on few rows, on CPU, without gradient: MKL runs [<=64, 576] x
+    [576, 49152] at ~45 GFLOP/s here but ~70 in 2048-row slices of the weight (each slice stays in cache while the
+    rows stream past it; measured on an AVX2 EPYC, m = 16 and 32)."""
+    return (x.device.type == "cpu" and weight.shape[0] >= 8 * HEAD_CHUNK and x.numel() // x.shape[-1] <= 64
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+            and x.dtype == weight.dtype)
+
+
+def _chunked_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    flat = x.reshape(-1, x.shape[-1])  # [m, in]
+    out = torch.empty((flat.shape[0], weight.shape[0]), dtype=x.dtype, device=x.device)  # [m, out]
+    for i in range(0, weight.shape[0], HEAD_CHUNK):
+        torch.mm(flat, weight[i:i + HEAD_CHUNK].t(), out=out[:, i:i + HEAD_CHUNK])
+    if bias is not None:
+        out += bias
+    return out.view(*x.shape[:-1], weight.shape[0])
 
 
 def contiguous_head(model: Any) -> None:

@@ -93,14 +93,14 @@ class DenseSampler:
             if dense is self.model.get_output_embeddings() and getattr(self.model.config, "tie_word_embeddings", False):
                 continue
             base_layer = getattr(src, "base_layer", src)
-            w = _dense_weight(frozen)
+            dense.weight.copy_(_dense_weight(frozen))  # casts to the sampler's dtype
             if hasattr(src, "lora_A") and not getattr(src, "disable_adapters", False):
                 for key in src.active_adapters:
                     if key in src.lora_A:
-                        a = src.lora_A[key].weight.float()  # [r, in]
-                        b = src.lora_B[key].weight.float()  # [out, r]
-                        w = w + src.scaling[key] * (b @ a)
-            dense.weight.copy_(w.to(dense.weight.dtype))
+                        a = src.lora_A[key].weight  # [r, in]
+                        b = src.lora_B[key].weight  # [out, r]
+                        # W += scale * B @ A inside one GEMM, in place (no [out, in] temporaries)
+                        dense.weight.addmm_(b.to(dense.weight.dtype), a.to(dense.weight.dtype), alpha=float(src.scaling[key]))
             if getattr(base_layer, "bias", None) is not None:
                 dense.bias.copy_(base_layer.bias.to(dense.bias.dtype))
 

@@ -122,14 +122,18 @@ def _group_batch(advantages):
     return TrainBatch([list(p) for p in prompts], comps, list(advantages), [None] * 6, BatchTotals.of(mask, max_tokens=6))
 
 
-def test_shared_prompt_forward_equals_separate_sequences(fp32):
+@pytest.mark.parametrize("comps", [[[20, 21, 22], [23], [24, 25, 26, 27]], [[20, 21], [], [24, 25, 26, 27, 28, 29, 30]]],
+                         ids=["lengths-3-1-4", "with-an-empty-one"])
+def test_shared_prompt_forward_equals_separate_sequences(fp32, comps):
+    """The shared path packs the completions into one row on the prompt's cache (4D mask): same values and gradients
+    as left-padded separate sequences, zeros past each completion's end."""
     pol = _policy()
-    comps = [[20, 21, 22], [23], [24, 25, 26, 27]]
     shared = collate([PROMPTS[2]] * 3, comps, pol.tokenizer.pad_token_id, pol.device, share_prompt=True)
     padded = collate([PROMPTS[2]] * 3, comps, pol.tokenizer.pad_token_id, pol.device)
     a = completion_log_probs(pol.model, shared)
     b = completion_log_probs(pol.model, padded)
     torch.testing.assert_close(a * padded.mask, b * padded.mask, rtol=0, atol=1e-5)
+    assert not (a * (1 - padded.mask)).any()
     params = [p for p in pol.model.parameters() if p.requires_grad]
     ga = torch.autograd.grad((a * padded.mask).sum(), params)
     gb = torch.autograd.grad((b * padded.mask).sum(), params)
