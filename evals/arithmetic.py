@@ -49,9 +49,15 @@ def make_problems(
     ops: str = "+-*",
     digits: int = 2,
     mul_digits: int | None = None,
+    mul_sign: str = "×",
 ) -> list[dict[str, Any]]:
     """``n`` distinct problems of ``split`` ('train' or 'test'); operands have up to ``digits`` digits
-    (``mul_digits`` for ×, default ``digits``). Same arguments → same problems."""
+    (``mul_digits`` for ×, default ``digits``). Same arguments → same problems; ``mul_sign`` only changes how a
+    product is written (``×`` or ``*``): the same problems in the other notation.
+
+    >>> [p["question"] for p in make_problems("test", 40, seed=3, mul_sign="*") if p["op"] == "*"][:1]
+    ['What is 73 * 51?']
+    """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     bad = set(ops) - set(OPS)
@@ -73,7 +79,7 @@ def make_problems(
         out.append(
             {
                 "id": f"arith-{split}-{len(out):05d}",
-                "question": f"What is {a} {OPS[op]} {b}?",
+                "question": f"What is {a} {mul_sign if op == '*' else OPS[op]} {b}?",
                 "answer": str(solve(a, op, b)),
                 "expr": f"{a} {op} {b}",
                 "a": a,

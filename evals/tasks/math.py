@@ -31,11 +31,16 @@ def _math_rewards(style: str) -> tuple[Any, ...]:
 
 
 @TASKS.register("arithmetic")
-def arithmetic_task(n: int | None = None, data_seed: int = 0, ops: str = "+-*", digits: int = 2, mul_digits: int | None = None) -> Task:
+def arithmetic_task(n: int | None = None, data_seed: int = 0, ops: str = "+-*", digits: int = 2, mul_digits: int | None = None,
+                    mul_sign: str = "×", exclude_seed: int | None = None, exclude_n: int = 1000) -> Task:
     """Held-out arithmetic problems from :mod:`evals.arithmetic` (the ``test`` split, disjoint from
     ``train`` by construction and asserted on load): ``n`` of them (default: 1000, or fewer when the
     operand sizes allow fewer). The first ``m`` problems do not depend on ``n``, so ``--limit m``
-    always sees the same items. ``--data FILE`` evaluates the user's own rows instead."""
+    always sees the same items. ``mul_sign``: ``×`` (default) or ``*`` in the questions. ``exclude_seed``: leave out
+    the first ``exclude_n`` problems of that seed (items *further* than another eval's, e.g. the main job's
+    ``data_seed=0``, ``n=300``). ``--data FILE`` evaluates the user's own rows instead."""
+    if mul_sign not in ("×", "*", "x"):
+        raise UserError(f"arithmetic task: mul_sign must be '×', '*' or 'x', got {mul_sign!r}")
 
     def load(data: str | None) -> Rows:
         if data is not None:
@@ -43,10 +48,16 @@ def arithmetic_task(n: int | None = None, data_seed: int = 0, ops: str = "+-*", 
         count = n
         if count is None:
             count = max(1, min(1000, capacity(ops, digits, mul_digits) // (TEST_BUCKETS + 1)))
+        gen = dict(ops=ops, digits=digits, mul_digits=mul_digits)
         try:
-            rows = make_problems("test", count, seed=data_seed, ops=ops, digits=digits, mul_digits=mul_digits)
+            banned = set() if exclude_seed is None else {
+                r["expr"] for r in make_problems("test", exclude_n, seed=exclude_seed, **gen)}
+            rows = [r for r in make_problems("test", count + len(banned), seed=data_seed, mul_sign=mul_sign, **gen)
+                    if r["expr"] not in banned][:count]
         except ValueError as e:
             raise UserError(f"arithmetic task: {e}") from e
+        if len(rows) < count:
+            raise UserError(f"arithmetic task: only {len(rows)} problems left after excluding seed {exclude_seed}'s")
         leaked = [r["id"] for r in rows if split_of(r["a"], r["op"], r["b"]) != "test"]
         assert not leaked, f"training problems in the held-out split: {leaked[:3]}"
         return Rows(rows, [f"arithmetic[test][{i}]" for i in range(len(rows))], f"arithmetic:test:seed={data_seed}")
@@ -71,7 +82,8 @@ def arithmetic_task(n: int | None = None, data_seed: int = 0, ops: str = "+-*", 
         demo=lambda r: worked_solution(r) if {"a", "op", "b"} <= set(r) else f"#### {r['answer']}",
         demo_source=demos,
         max_new_tokens=64,
-        options={"n": n, "data_seed": data_seed, "ops": ops, "digits": digits, "mul_digits": mul_digits},
+        options={"n": n, "data_seed": data_seed, "ops": ops, "digits": digits, "mul_digits": mul_digits,
+                 "mul_sign": mul_sign, "exclude_seed": exclude_seed, "exclude_n": exclude_n},
     )
 
 

@@ -17,6 +17,7 @@ import torch
 
 from rltk.core.errors import UserError
 from rltk.policy.hf import cache_kwarg, hf_model
+from rltk.policy.memory import decode_heap
 
 # (logits [b, V] of the live rows in the model's dtype, their original row numbers [b])
 #   -> (next token per live row [b], a value per token to record [b] or None)
@@ -80,11 +81,18 @@ def _prefill(model: Any, prompt_ids: Sequence[list[int]], pad: int, samples: int
     return cache, logits, mask, mask.sum(-1)  # next_pos [B*G]: position of the next token
 
 
-@torch.inference_mode()
 def decode(policy: Any, prompt_ids: Sequence[list[int]], samples: int, max_new_tokens: int, eos_ids: Sequence[int],
            pick: Picker, on_step: Callable[[int], None] | None = None) -> list[list[Decoded]]:
     """``samples`` continuations of each prompt, in one batch; per prompt, per sample. ``on_step(k)`` is called
-    after each step with the number of tokens it generated."""
+    after each step with the number of tokens it generated. The heap serves the step's MB-sized blocks
+    (:func:`rltk.policy.memory.decode_heap`)."""
+    with decode_heap():
+        return _decode(policy, prompt_ids, samples, max_new_tokens, eos_ids, pick, on_step)
+
+
+@torch.inference_mode()
+def _decode(policy: Any, prompt_ids: Sequence[list[int]], samples: int, max_new_tokens: int, eos_ids: Sequence[int],
+            pick: Picker, on_step: Callable[[int], None] | None) -> list[list[Decoded]]:
     model = hf_model(policy.model)
     dev = policy.device
     pad = policy.tokenizer.pad_token_id if policy.tokenizer.pad_token_id is not None else eos_ids[0]

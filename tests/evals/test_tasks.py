@@ -38,6 +38,23 @@ def test_arithmetic_task_options_and_bad_options():
         get_task("arithmetic", digitz=3)
 
 
+def test_arithmetic_further_items_in_the_other_notation():
+    """The issue-17 check: 1,000 items other than the main job's 300 (seed 0), also written with '*' for '×'."""
+    main = {r["expr"] for r in get_task("arithmetic", n=300).load(None).rows}
+    further = get_task("arithmetic", n=1000, data_seed=7, exclude_seed=0, exclude_n=300).load(None).rows
+    assert len(further) == 1000 and not main & {r["expr"] for r in further}
+    assert len({r["id"] for r in further}) == 1000
+    star = get_task("arithmetic", n=1000, data_seed=7, exclude_seed=0, exclude_n=300, mul_sign="*").load(None).rows
+    assert [r["expr"] for r in star] == [r["expr"] for r in further]  # the same problems
+    products = [(a, b) for a, b in zip(further, star) if a["op"] == "*"]
+    assert products and all("×" in a["question"] and "*" in b["question"] and "×" not in b["question"] for a, b in products)
+    assert all(a["question"] == b["question"] for a, b in zip(further, star) if a["op"] != "*")
+    task = get_task("arithmetic", n=10, mul_sign="*")
+    assert _score(task, ["#### " + r["answer"] for r in task.load(None).rows], task.load(None).rows).components["correct"] == [1.0] * 10
+    with pytest.raises(UserError, match="mul_sign"):
+        get_task("arithmetic", mul_sign="·")
+
+
 def test_math_tasks_score_gold_solutions_as_correct(shared_data):
     gsm = get_task("gsm8k")
     rows = gsm.load(str(shared_data / "gsm8k/test.jsonl")).rows[:12]

@@ -224,3 +224,37 @@ def test_decode_records_the_pickers_values_and_counts_steps():
             assert 1 <= len(d.ids) <= 5 and d.values == [float(p * 2 + j)] * len(d.ids)
             assert d.truncated == (d.ids[-1] not in eos)
     assert sum(steps) == sum(len(d.ids) for samples in out for d in samples)
+
+
+def test_decode_serves_its_blocks_from_the_heap_then_restores_the_training_threshold(monkeypatch):
+    """After tune_allocator (the learner's 1 MB mmap threshold), decode raises it to 64 MB for its own MB-sized
+    blocks and puts it back (then trims) even when the picker raises."""
+    from rltk.policy import memory
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+
+    monkeypatch.setattr(memory, "_glibc", lambda: FakeLibc())
+    monkeypatch.setattr(memory, "_tuned", False)
+    pol = tiny_policy()
+    greedy = lambda logits, alive: (logits.argmax(dim=-1), None)  # noqa: E731
+    decode(pol, [[1, 40]], 1, 2, eos_token_ids(pol), greedy)
+    assert calls == []  # glibc's own adaptive threshold: left alone
+    memory.tune_allocator()
+    calls.clear()
+    decode(pol, [[1, 40]], 1, 2, eos_token_ids(pol), greedy)
+    assert calls == [(-3, memory.DECODE_MMAP_THRESHOLD), (-3, memory.TRAIN_MMAP_THRESHOLD), ("trim", 0)]
+    calls.clear()
+
+    def broken(logits, alive):
+        raise RuntimeError("picker failed")
+
+    with pytest.raises(RuntimeError, match="picker failed"):
+        decode(pol, [[1, 40]], 1, 2, eos_token_ids(pol), broken)
+    assert calls[-2:] == [(-3, memory.TRAIN_MMAP_THRESHOLD), ("trim", 0)]
