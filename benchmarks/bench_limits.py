@@ -2,7 +2,8 @@
 measured time, and the profile that says where the rest goes.
 
 1. **The machine**: matmul throughput (GFLOP/s) at the shapes of SmolLM2-135M's linear layers — decode-sized
-   (32 rows) and learner-sized (256 and 1024 rows) — in fp32 and bf16, and memory read bandwidth.
+   (32 rows) and learner-sized (256 and 1024 rows) — in fp32 and bf16, and memory read bandwidth; each the best of
+   ``--reps`` timings (a limit is what the machine can do; a shared machine's typical run is slower).
 2. **One GRPO step of the main job's work** (SmolLM2-135M QLoRA, 4 prompts x 8, <= 48 tokens, the compute dtype
    ``RLTK_CPU_DTYPE`` or the measured choice), ``--steps`` steps, medians of steps 2..:
    - generate: lower bound = max(FLOPs / decode-sized throughput, weight bytes read per decode step / bandwidth),
@@ -13,7 +14,8 @@ measured time, and the profile that says where the rest goes.
 3. **The profile** of one step (torch.profiler): the top operators by self time.
 
     python benchmarks/bench_limits.py                 # 4 steps
-    RLTK_CPU_DTYPE=bf16 python benchmarks/bench_limits.py --steps 2   # the other dtype, for a before/after
+    RLTK_CPU_DTYPE=bf16 python benchmarks/bench_limits.py --steps 2   # the other dtype
+    PYTHONPATH=../old-checkout python benchmarks/bench_limits.py       # an older rltk: before / after
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def gflops(m: int, k: int, n: int, dtype: torch.dtype, reps: int) -> float:
         t0 = time.perf_counter()
         torch.nn.functional.linear(x, w)
         times.append(time.perf_counter() - t0)
-    return 2 * m * k * n / statistics.median(times) / 1e9
+    return 2 * m * k * n / min(times) / 1e9  # the limit: the best this machine did, not a typical run
 
 
 def machine_limits(reps: int) -> dict[str, float]:
@@ -60,10 +62,12 @@ def machine_limits(reps: int) -> dict[str, float]:
             out[f"{name} m={m}"] = sum(flops) / sum(secs) / 1e9
     a = torch.randn(64 << 20)
     a.sum()
-    t0 = time.perf_counter()
-    for _ in range(5):
+    best = float("inf")
+    for _ in range(max(reps, 5)):
+        t0 = time.perf_counter()
         a.sum()
-    out["read GB/s"] = 5 * a.numel() * 4 / (time.perf_counter() - t0) / 1e9
+        best = min(best, time.perf_counter() - t0)
+    out["read GB/s"] = a.numel() * 4 / best / 1e9
     return out
 
 
@@ -91,6 +95,22 @@ def job_config(steps: int) -> GRPOJobConfig:
     length = {"name": f"{Path(__file__).resolve().parent / 'bench_grpo_step.py'}:length_shaping", "label": "length",
               "weight": 0.1}
     return main_job_work(steps, tempfile.mkdtemp(prefix="bench-limits-"), length)
+
+
+def rltk_source() -> str:
+    """Which rltk ran (folder and git commit), for a before/after run against an older checkout
+    (``PYTHONPATH=OLD_CHECKOUT python benchmarks/bench_limits.py``)."""
+    import subprocess
+
+    import rltk
+
+    root = Path(rltk.__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{root} {sha or '(no git)'}"
 
 
 def model_sizes(policy) -> dict[str, int]:
@@ -164,6 +184,7 @@ def main() -> None:
     t.add_row("step", f"{med[4]:.1f}", f"{med[1] + med[3]:.1f}", f"{med[4] / (med[1] + med[3]):.1f}x", "")
     console.print(t)
     console.print(machine_line())
+    console.print(f"rltk: {rltk_source()}")
     console.print(f"model: {sizes['body'] / 1e6:.1f}M frozen linear weights, head {sizes['head'] / 1e6:.1f}M, "
                   f"LoRA {sizes['lora'] / 1e6:.2f}M trainable")
     if not args.no_profile:
