@@ -258,3 +258,39 @@ def test_decode_serves_its_blocks_from_the_heap_then_restores_the_training_thres
     with pytest.raises(RuntimeError, match="picker failed"):
         decode(pol, [[1, 40]], 1, 2, eos_token_ids(pol), broken)
     assert calls[-2:] == [(-3, memory.TRAIN_MMAP_THRESHOLD), ("trim", 0)]
+
+
+def test_decode_runs_the_shared_prefix_once_with_the_same_tokens(monkeypatch):
+    """Prompts that share a system prompt: the prefix runs once (batch 1), the rest left-padded on its cache; greedy
+    tokens and the recorded log-probs equal those of running every whole prompt."""
+    import sys
+
+    dec = sys.modules["rltk.policy.decode"]  # the module (rltk.policy's `decode` is the function)
+    pol = tiny_policy()
+    eos = eos_token_ids(pol)
+    head = list(range(30, 42))  # 12 shared tokens
+    prompts = [head + [50, 51, 52], head + [53], head + [54, 55, 56, 57, 58], head + [50, 51, 52]]
+
+    def pick(logits, alive):  # greedy, recording the chosen token's log-prob
+        logp = logits.float().log_softmax(-1)
+        nxt = logp.argmax(-1)
+        return nxt, logp.gather(-1, nxt[:, None]).squeeze(-1)
+
+    widths = []
+    real = pol.model.forward
+
+    def spy(*a, **k):
+        widths.append(tuple(k["input_ids"].shape))
+        return real(*a, **k)
+
+    monkeypatch.setattr(pol.model, "forward", spy)
+    shared = decode(pol, prompts, 2, 6, eos, pick)
+    assert widths[:2] == [(1, 12), (4, 5)]  # the prefix once, then the longest own part (5 tokens)
+    monkeypatch.setattr(dec, "SHARED_PREFIX_MIN", 10**6)  # the whole prompts, left-padded
+    widths.clear()
+    whole = decode(pol, prompts, 2, 6, eos, pick)
+    assert widths[0] == (4, 17)
+    for a_samples, b_samples in zip(shared, whole):
+        for a, b in zip(a_samples, b_samples):
+            assert a.ids == b.ids
+            torch.testing.assert_close(torch.tensor(a.values), torch.tensor(b.values), rtol=0, atol=1e-4)
