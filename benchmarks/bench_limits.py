@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from rich.table import Table
 
 from machine_info import machine_line  # benchmarks/ (the script's folder)
 from main_work import main_job_work
+import rltk
 from rltk.cli import quiet_libraries
 from rltk.grpo import GRPOJobConfig, train
 from rltk.learner import Learner
@@ -100,10 +102,6 @@ def job_config(steps: int) -> GRPOJobConfig:
 def rltk_source() -> str:
     """Which rltk ran (folder and git commit), for a before/after run against an older checkout
     (``PYTHONPATH=OLD_CHECKOUT python benchmarks/bench_limits.py``)."""
-    import subprocess
-
-    import rltk
-
     root = Path(rltk.__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
