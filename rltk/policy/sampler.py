@@ -93,14 +93,19 @@ class DenseSampler:
             if dense is self.model.get_output_embeddings() and getattr(self.model.config, "tie_word_embeddings", False):
                 continue
             base_layer = getattr(src, "base_layer", src)
-            dense.weight.copy_(_dense_weight(frozen))  # casts to the sampler's dtype
+            # W = dequant(W_q) + scale * B @ A summed in fp32 and rounded once to the sampler's dtype; an fp32 sampler
+            # sums straight into its own weight (no [out, in] temporaries)
+            fp32 = dense.weight.dtype == torch.float32
+            acc = dense.weight if fp32 else torch.empty(dense.weight.shape, dtype=torch.float32)
+            acc.copy_(_dense_weight(frozen))
             if hasattr(src, "lora_A") and not getattr(src, "disable_adapters", False):
                 for key in src.active_adapters:
                     if key in src.lora_A:
-                        a = src.lora_A[key].weight  # [r, in]
-                        b = src.lora_B[key].weight  # [out, r]
-                        # W += scale * B @ A inside one GEMM, in place (no [out, in] temporaries)
-                        dense.weight.addmm_(b.to(dense.weight.dtype), a.to(dense.weight.dtype), alpha=float(src.scaling[key]))
+                        a = src.lora_A[key].weight.float()  # [r, in]
+                        b = src.lora_B[key].weight.float()  # [out, r]
+                        acc.addmm_(b, a, alpha=float(src.scaling[key]))
+            if not fp32:
+                dense.weight.copy_(acc)
             if getattr(base_layer, "bias", None) is not None:
                 dense.bias.copy_(base_layer.bias.to(dense.bias.dtype))
 
