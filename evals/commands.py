@@ -27,7 +27,7 @@ from rltk.core.config import parse_override
 from rltk.core.errors import UserError
 from rltk.core.rows import Rows
 from rltk.core.templates import fill, template_fields
-from rltk.policy import DenseSampler, compute_dtype, load_policy, read_prompt
+from rltk.policy import compute_dtype, dense_policy, load_policy, read_prompt
 
 
 def _parse_ks(text: str | None) -> list[int] | None:
@@ -103,8 +103,7 @@ def _load_model(args: argparse.Namespace, console: Console) -> tuple[Any, str]:
         if policy.device.type == "cpu":
             # bitsandbytes' CPU 4/8-bit matmul and peft's unmerged LoRA are 10-50x slower than a dense copy of exactly
             # the same weights (quantized base dequantized + LoRA merged): what the GRPO job's own evals run on
-            dense = DenseSampler(policy.model, dtype=compute_dtype(policy.device))
-            policy = dataclasses.replace(policy, model=dense.model)
+            policy = dense_policy(policy)
     else:
         dtype = "bf16" if want == "bf16" else ("fp32+autocast" if fast == "bf16" else "fp32")
     if dtype == "bf16":

@@ -26,7 +26,7 @@ from rltk.grpo.config import GRPOJobConfig
 from rltk.grpo.loop import GRPOResult, load_inputs, train
 from rltk.metrics import LiveView
 from rltk.core.machine import cpu_model, matrix_flags
-from rltk.policy import DenseSampler, Policy, compute_dtype, compute_dtype_choice, default_device, policy_from_config
+from rltk.policy import Policy, compute_dtype_choice, default_device, dense_policy, policy_from_config
 from rltk.plot import plot_run
 from rltk.checkpoint import checkpoint_step, list_checkpoints
 from rltk.runs import check_resume, claim_run_dir, record_resume, release_if_unused
@@ -154,8 +154,7 @@ def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, l
     with contextlib.ExitStack() as stack:
         if not adapters and hasattr(policy.model, "disable_adapter"):
             stack.enter_context(policy.model.disable_adapter())
-        dense = DenseSampler(policy.model, dtype=compute_dtype(policy.device)) if policy.device.type == "cpu" else None
-    target = dataclasses.replace(policy, model=dense.model) if dense is not None else policy
+        target = dense_policy(policy) if policy.device.type == "cpu" else policy
     show = cfg.log.live if live is None else live
     results: dict[str, Any] = {"sampled": None}
     meta = {"stage": stage, "run_dir": str(run_dir)}
@@ -176,7 +175,7 @@ def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, l
                                  limit=x.get("n", e.n), max_new_tokens=x.get("max_new_tokens"), batch_size=e.batch_size,
                                  seed=cfg.seed, progress=show, meta=meta)
         results[name].save(paths[name])
-    del dense, target
+    del target
     return results
 
 

@@ -14,7 +14,7 @@ from rltk.policy.devices import autocast, compute_dtype, compute_dtype_choice, d
 from rltk.policy.hf import cache_kwarg, hf_model
 from rltk.policy.loading import load_policy, policy_from_config
 from rltk.policy.memory import FrozenLinear, contiguous_head, dense_frozen_base, no_input_casts, release_memory, tune_allocator
-from rltk.policy.sampler import DenseSampler
+from rltk.policy.sampler import DenseSampler, dense_policy
 from rltk.policy.sources import (ALIASES, DEFAULT_MODEL, TINY_SPEC, EmbeddedModel, cache_dir, convert_gguf, is_cached,
                                  portable_name, resolve_source, spec_for_base)
 from rltk.policy.tiny import tiny_policy, tiny_tokenizer
@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "Decoded",
     "DenseSampler",
+    "dense_policy",
     "EmbeddedModel",
     "FrozenLinear",
     "LoraSettings",

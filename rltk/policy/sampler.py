@@ -3,10 +3,12 @@ exactly from the live policy's LoRA tensors."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 
+from rltk.policy.devices import compute_dtype
 from rltk.policy.hf import hf_model
 from rltk.policy.memory import contiguous_head
 
@@ -110,4 +112,10 @@ class DenseSampler:
                 dense.bias.copy_(base_layer.bias.to(dense.bias.dtype))
 
 
-__all__ = ["DenseSampler"]
+def dense_policy(policy: Any) -> Any:
+    """``policy`` with its model replaced by a :class:`DenseSampler` copy at the device's compute dtype (the same
+    weights: a quantized base dequantized, LoRA merged), for generation on CPU; evals run on it."""
+    return dataclasses.replace(policy, model=DenseSampler(policy.model, dtype=compute_dtype(policy.device)).model)
+
+
+__all__ = ["DenseSampler", "dense_policy"]
