@@ -39,6 +39,6 @@ def test_the_legal_summary_reward_divides_by_one_plus_the_flips():
 
 def test_hostile_input_stays_cheap():
     import time
-    t0 = time.perf_counter()
+    t0 = time.thread_time()  # CPU time: holds on a loaded machine
     polarity_flips("may not " * 50_000, "may " * 200_000)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.thread_time() - t0 < 1.0
