@@ -81,6 +81,7 @@ class _Run:
     pending: tuple[list[PromptRequest], Any] | None = None  # pipeline: step t+1's rollouts, submitted during step t
     failures: dict[str, int] = field(default_factory=dict)  # reward failures by label, whole run
     all_failed_steps: dict[str, int] = field(default_factory=dict)  # label -> consecutive steps it failed on every sample
+    keep_share: float | None = None  # dynamic sampling: share of drawn groups with a reward spread, running mean of steps
 
 
 def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Policy | None = None,
@@ -155,7 +156,9 @@ def _rollout_and_score(run: _Run, step: int, timer: PhaseTimer) -> StepRollouts:
 
     Without dynamic sampling every group is kept. With it, groups whose G rewards are all equal are
     dropped and more prompts are drawn (at most ``max_draw_factor x prompts_per_step``), each later
-    draw sized by the share kept so far; groups beyond ``prompts_per_step`` are not trained on.
+    draw sized by the share kept so far; groups beyond ``prompts_per_step`` are not trained on. The first draw
+    is sized by the share the previous steps kept (:func:`first_draw`), so most steps sample once, in one batch:
+    refills are small batches, and small batches decode slowly (a 49k-token head at a few rows).
     A reward that failed on every sample of the step (``reward_fail_steps`` steps in a row) stops the run."""
     g = run.cfg.grpo
     want, budget = g.prompts_per_step, int(g.max_draw_factor * g.prompts_per_step)
@@ -170,6 +173,8 @@ def _rollout_and_score(run: _Run, step: int, timer: PhaseTimer) -> StepRollouts:
             need = want - len(kept)
             if draw > 0:  # size the refill by the share of groups that had signal so far
                 need = int(need / max(len(kept) / out.drawn, 0.25) + 0.999)
+            elif g.dynamic_sampling:
+                need = first_draw(want, run.keep_share)
             with timer("generate"):  # in-process backends generate in submit, Ray ones in collect
                 requests, handle = _submit(run, step, draw, min(need, budget - out.drawn))
         with timer("generate"):
@@ -188,9 +193,22 @@ def _rollout_and_score(run: _Run, step: int, timer: PhaseTimer) -> StepRollouts:
             break
         kept += [s for s, f in zip(scored, flat) if not f]
     _stop_on_failing_rewards(run, step, out)
+    if g.dynamic_sampling and out.drawn:
+        share = len(kept) / out.drawn
+        run.keep_share = share if run.keep_share is None else 0.5 * (run.keep_share + share)
     # a refill can overshoot: the batch stays at prompts_per_step groups (the learner's time is bounded)
     out.scored = kept if not g.dynamic_sampling else kept[:want]
     return out
+
+
+def first_draw(want: int, keep_share: float | None) -> int:
+    """Prompts to draw first in a dynamic-sampling step: ``want`` over the share of groups the previous steps kept
+    (a running mean; at least a quarter), ``want`` on the first step.
+
+    >>> first_draw(4, None), first_draw(4, 1.0), first_draw(4, 0.46), first_draw(4, 0.1)
+    (4, 4, 9, 16)
+    """
+    return want if keep_share is None else int(want / max(keep_share, 0.25) + 0.999)
 
 
 def _count_failures(run: _Run, out: StepRollouts, scores: RewardScores) -> None:

@@ -207,6 +207,26 @@ def test_dynamic_sampling_trains_only_groups_with_a_reward_spread(tmp_path):
     assert by_group and all(max(v) > min(v) for v in by_group.values())  # every trained group had a spread
 
 
+def test_dynamic_sampling_sizes_the_first_draw_by_the_previous_steps(tmp_path, monkeypatch):
+    """Step 1 draws prompts_per_step; later steps draw prompts_per_step / (share kept so far) at once (one batch),
+    within the draw budget."""
+    import rltk.grpo.loop as loop
+
+    path = tmp_path / "has_a.py"
+    path.write_text("def has_a(completions, **c):\n    return [1.0 if 'a' in x else 0.0 for x in completions]\n")
+    draws: list[tuple[int, int, int]] = []  # (step, draw, prompts)
+    real = loop._submit
+    monkeypatch.setattr(loop, "_submit", lambda run, step, draw, k: draws.append((step, draw, k)) or real(run, step, draw, k))
+    cfg = _cfg(tmp_path, f"{path}:has_a", **{"grpo.steps": 3, "grpo.dynamic_sampling": True, "grpo.max_draw_factor": 3.0,
+                                               "checkpoint.every": 0, "sampling.group_size": 4})
+    hist = train(cfg).history
+    assert len(hist) == 3 and draws[0] == (0, 0, 4)
+    later_firsts = [k for st, d, k in draws if st > 0 and d == 0]
+    assert len(later_firsts) == 2 and all(4 <= k <= 12 for k in later_firsts)  # never past the draw budget
+    assert any(k > 4 for k in later_firsts)  # the rare reward keeps few groups: later steps draw more at once
+    assert loop.first_draw(4, 0.5) == 8 and loop.first_draw(4, None) == 4
+
+
 def test_pipelined_rollouts_are_one_step_stale(tmp_path, likes_a):
     cfg = _cfg(tmp_path, likes_a, **{"grpo.steps": 3, "distributed.pipeline": True, "checkpoint.every": 0})
     hist = train(cfg).history
