@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+from transformers import DynamicCache
 
 from rltk.policy.hf import cache_kwarg, hf_model
 
@@ -152,8 +153,6 @@ def shared_prompt_log_probs(model: Any, prompt_ids: list[int], completions: Sequ
     The result (and its gradient) is that of ``n`` separate ``prompt + completion`` forwards; no compute is spent on
     padding to the longest completion (a group's lengths often differ by 2x).
     """
-    from transformers import DynamicCache
-
     hf = hf_model(model)
     dev = next(hf.parameters()).device
     n, p_len = len(completions), len(prompt_ids)
@@ -185,6 +184,76 @@ def shared_prompt_log_probs(model: Any, prompt_ids: list[int], completions: Sequ
     return torch.stack(rows), mask  # [n, T]
 
 
+@dataclass
+class PrefixRows:
+    """Prompt + completion rows for a forward that runs their common ``prefix`` once (:func:`prefix_log_probs`):
+    each row is ``prefix + contexts[i] + completions[i]``, and only the completion tokens are scored (SFT)."""
+
+    prefix: list[int]
+    contexts: list[list[int]]  # each row's prompt after the prefix: at least one token
+    completions: list[list[int]]  # at least one token each
+
+    @property
+    def n_targets(self) -> int:
+        return sum(len(c) for c in self.completions)
+
+
+def prefix_rows(prompts: Sequence[list[int]], completions: Sequence[list[int]]) -> PrefixRows:
+    """The rows' longest common prompt prefix, kept one token short of the shortest prompt (so every row's first
+    completion token is predicted inside its own segment).
+
+    >>> r = prefix_rows([[1, 2, 3, 4], [1, 2, 5]], [[7], [8, 9]])
+    >>> r.prefix, r.contexts, r.n_targets
+    ([1, 2], [[3, 4], [5]], 3)
+    """
+    if not prompts or any(not p for p in prompts) or any(not c for c in completions):
+        raise ValueError("prefix_rows needs non-empty prompts and completions")
+    first = prompts[0]
+    common = min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        common = next((k for k in range(common) if p[k] != first[k]), common)
+    return PrefixRows(list(first[:common]), [list(p[common:]) for p in prompts], [list(c) for c in completions])
+
+
+def prefix_log_probs(model: Any, rows: PrefixRows, temperature: float = 1.0) -> torch.Tensor:
+    """Log-probs [N] of every completion token of ``rows`` (row by row, in order), with the gradient of ``n``
+    separate ``prompt + completion`` forwards, at less compute:
+
+    1. the common prefix (system prompt, template head) runs once, at batch 1, into a KV cache that keeps its
+       gradient, then repeated for the ``n`` rows;
+    2. the rows' rests (``context + completion[:-1]``) run as one right-padded batch on that cache;
+    3. the LM head runs only at the positions that predict a completion token (``logits_to_keep`` as a mask).
+
+    Measured against left-padded whole rows (SFT step, EPYC AVX2): arithmetic 8.7 -> 5.2 s, word problems
+    19.2 -> 14.2 s. (Packing the rests into one row under a 4D mask instead: 5.5 and 15.1 s; its attention
+    grows with the square of the micro-batch's tokens.)
+    """
+    hf = hf_model(model)
+    dev = next(hf.parameters()).device
+    n, p_len = len(rows.completions), len(rows.prefix)
+    segs = [ctx + c[:-1] for ctx, c in zip(rows.contexts, rows.completions)]
+    t_len = max(len(seg) for seg in segs)
+    ids = torch.zeros((n, t_len), dtype=torch.long)  # [n, T]
+    attn = torch.zeros((n, p_len + t_len), dtype=torch.long)  # [n, P+T]
+    attn[:, :p_len] = 1
+    keep = torch.zeros((n, t_len), dtype=torch.bool)  # [n, T] positions that predict a completion token
+    for i, (ctx, c, seg) in enumerate(zip(rows.contexts, rows.completions, segs)):
+        ids[i, :len(seg)] = torch.tensor(seg)
+        attn[i, p_len:p_len + len(seg)] = 1
+        keep[i, len(ctx) - 1:len(ctx) - 1 + len(c)] = True
+    kwargs: dict[str, Any] = {}
+    if p_len:
+        cache = DynamicCache(config=hf.config)
+        kwargs[cache_kwarg(hf)] = cache
+        hf(input_ids=torch.tensor([rows.prefix], device=dev), use_cache=True, logits_to_keep=1, **kwargs)
+        cache.batch_repeat_interleave(n)
+    pos = (p_len + torch.arange(t_len))[None].expand(n, t_len)  # [n, T]
+    out = hf(input_ids=ids.to(dev), attention_mask=attn.to(dev), position_ids=pos.to(dev), use_cache=bool(p_len),
+             logits_to_keep=keep.to(dev), **kwargs)
+    targets = torch.tensor([t for c in rows.completions for t in c], device=dev)  # [N]
+    return selective_log_probs(out.logits.reshape(1, -1, out.logits.shape[-1]), targets[None], temperature)[0]  # [N]
+
+
 def packed_causal_mask(prefix: int, lengths: Sequence[int], device: torch.device) -> torch.Tensor:
     """[1, 1, S, prefix+S] bool (True: may attend) for segments of ``lengths`` packed after a shared prefix: each
     token sees the whole prefix and the tokens of its own segment up to itself.
@@ -200,5 +269,5 @@ def packed_causal_mask(prefix: int, lengths: Sequence[int], device: torch.device
     return full[None, None]
 
 
-__all__ = ["MicroBatch", "collate", "completion_log_probs", "is_checkpointing", "packed_causal_mask",
-           "selective_log_probs", "shared_prompt_log_probs"]
+__all__ = ["MicroBatch", "PrefixRows", "collate", "completion_log_probs", "is_checkpointing", "packed_causal_mask",
+           "prefix_log_probs", "prefix_rows", "selective_log_probs", "shared_prompt_log_probs"]

@@ -8,7 +8,9 @@
   masked. It runs through the same :class:`rltk.learner.Learner` as GRPO (AdamW on LoRA,
   warm-up + schedule, clipping, micro-batches with gradient accumulation).
 * Batches are built by length: each window of shuffled rows is sorted by length and cut into
-  batches (then the batches are shuffled), so a batch pads little.
+  batches (then the batches are shuffled). A micro-batch's common prompt prefix (system prompt, template
+  head) runs once and its rows run as one batch on its cache (:func:`rltk.logprobs.prefix_log_probs`;
+  left-padded whole rows when gradient checkpointing is on).
 * The result is a standard peft adapter folder (``RUN_DIR/adapter``) that
   ``PeftModel.from_pretrained`` loads and that ``rltk grpo`` starts from (``init_adapter``).
 
@@ -37,7 +39,7 @@ from rltk.core.config import check_range, config_relative, load_config, to_dict
 from rltk.data import DataConfig, Dataset, load_dataset
 from rltk.core.errors import UserError
 from rltk.learner import Learner
-from rltk.logprobs import MicroBatch, collate, completion_log_probs
+from rltk.logprobs import MicroBatch, PrefixRows, collate, completion_log_probs, is_checkpointing, prefix_log_probs, prefix_rows
 from rltk.metrics import SFT_COLUMNS, LiveView, MetricsLog
 from rltk.policy import ModelConfig, Policy, policy_from_config, save_adapter
 from rltk.optim import OptimFields
@@ -139,8 +141,10 @@ def length_batches(lengths: list[int], batch_size: int, window: int, rng: random
     return batches
 
 
-def completion_nll(model: Any, mb: MicroBatch, total_tokens: int) -> torch.Tensor:
+def completion_nll(model: Any, mb: MicroBatch | PrefixRows, total_tokens: int) -> torch.Tensor:
     """This micro-batch's share of the batch's mean completion-token cross-entropy."""
+    if isinstance(mb, PrefixRows):  # the common prompt prefix once (rltk.logprobs.prefix_log_probs)
+        return -prefix_log_probs(model, mb).sum() / max(total_tokens, 1)
     logp = completion_log_probs(model, mb)  # [n, T]
     return -(logp * mb.mask).sum() / max(total_tokens, 1)
 
@@ -175,6 +179,7 @@ def _train(cfg: SFTJobConfig, data: Dataset, run_dir: Path, policy: Policy | Non
     lengths = [len(e.prompt_ids) + len(e.completion_ids) for e in examples]
     log = MetricsLog(run_dir, tensorboard=cfg.log.tensorboard)
     pad = tok.pad_token_id
+    shared = not is_checkpointing(policy.model)  # the shared prefix's KV cache keeps its graph: no checkpointing
     queue: list[list[int]] = []
     epoch = 0
     with LiveView(s.steps, 0, "SFT", SFT_COLUMNS, enabled=cfg.log.live if live is None else live) as view:
@@ -186,8 +191,12 @@ def _train(cfg: SFTJobConfig, data: Dataset, run_dir: Path, policy: Policy | Non
             t0 = time.perf_counter()
             batch.sort(key=lambda i: lengths[i])  # micro-batches of similar length
             total = sum(len(examples[i].completion_ids) for i in batch)
-            micro = [collate([examples[i].prompt_ids for i in c], [examples[i].completion_ids for i in c], pad, policy.device)
-                     for c in (batch[k:k + s.micro_batch_size] for k in range(0, len(batch), s.micro_batch_size))]
+            chunks = [batch[k:k + s.micro_batch_size] for k in range(0, len(batch), s.micro_batch_size)]
+            if shared:
+                micro = [prefix_rows([examples[i].prompt_ids for i in c], [examples[i].completion_ids for i in c]) for c in chunks]
+            else:
+                micro = [collate([examples[i].prompt_ids for i in c], [examples[i].completion_ids for i in c], pad, policy.device)
+                         for c in chunks]
             stats = learner.apply(micro, lambda mb: completion_nll(policy.model, mb, total), step)
             seconds = time.perf_counter() - t0
             record = {"step": step + 1, "epoch": epoch, "loss": stats.loss if not stats.skipped else None, "lr": stats.lr,

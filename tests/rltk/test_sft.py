@@ -98,3 +98,39 @@ def test_length_batches_cover_every_row_once_and_group_by_length():
     shuffled = [list(range(k, k + 8)) for k in range(0, 64, 8)]
     naive = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in shuffled) / 8
     assert spread < naive / 3  # little padding within a batch
+
+
+@pytest.mark.parametrize("prompts", [[[1, 40, 41, 42, 7], [1, 40, 41, 9], [1, 40, 41, 42, 7, 8, 9]],
+                                     [[1, 40, 41], [1, 40, 41], [1, 40, 41]],
+                                     [[3, 40], [1, 40, 41], [2, 9, 9, 9]]],
+                         ids=["shared-head", "identical-prompts", "no-common-prefix"])
+def test_prefix_shared_sft_loss_equals_padded_rows_in_value_and_gradient(prompts, monkeypatch):
+    """SFT's micro-batches run their common prompt prefix once and their rows as a batch on its cache (the LM head
+    only where a completion token is predicted): same NLL and LoRA gradients as left-padded separate rows."""
+    import contextlib
+
+    from rltk.logprobs import prefix_rows
+    from rltk.policy.base import Policy
+
+    monkeypatch.setattr(Policy, "autocast", lambda self: contextlib.nullcontext())  # fp32: compare to rounding
+    pol = tiny_policy(lora=LoraSettings(r=4))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # nonzero B so the adapter matters
+        for n, p in pol.model.named_parameters():
+            if "lora_B" in n:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    eos = pol.tokenizer.eos_token_id
+    completions = [[50, 51, eos], [52, eos], [53, 54, 55, 56, eos]]
+    total = sum(map(len, completions))
+    rows = prefix_rows(prompts, completions)
+    assert all(len(c) >= 1 for c in rows.contexts) and rows.n_targets == total
+    padded = collate(prompts, completions, pol.tokenizer.pad_token_id, pol.device)
+    params = [p for p in pol.model.parameters() if p.requires_grad]
+    a, b = completion_nll(pol.model, rows, total), completion_nll(pol.model, padded, total)
+    assert float(a.detach()) == pytest.approx(float(b.detach()), abs=1e-5)
+    ga, gb = torch.autograd.grad(a, params), torch.autograd.grad(b, params)
+    for x, y in zip(ga, gb):  # LoRA learns through the shared prefix's positions too
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
+    assert any(float(x.abs().max()) > 0 for x in ga)
+    with pytest.raises(ValueError):
+        prefix_rows([[1, 2], []], [[3], [4]])
