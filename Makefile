@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/rltk demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests --doctest-modules rltk rewards evals
+	$(BIN)/python -m pytest -q --durations=20 tests --doctest-modules rltk rewards evals
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not ray and not netns" tests
