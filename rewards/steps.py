@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import functools
+import gc
+import threading
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -188,22 +190,43 @@ class _Checker:
                                reason, c.note >= 0))
 
 
+_gc = threading.local()  # per thread: seconds its cyclic-GC passes took (.total) and when the running one began (.t0)
+
+
+def _gc_clock(phase: str, info: dict[str, Any]) -> None:
+    """``gc.callbacks`` hook: the thread CPU time each collection takes, on the thread that ran it."""
+    if phase == "start":
+        _gc.t0 = time.thread_time()
+    elif getattr(_gc, "t0", None) is not None:
+        _gc.total = getattr(_gc, "total", 0.0) + time.thread_time() - _gc.t0
+        _gc.t0 = None
+
+
+gc.callbacks.append(_gc_clock)
+
+
+def _own_cpu_time() -> float:
+    """This thread's CPU time without its garbage-collector passes: a full collection of a large process can take
+    longer than a whole check, and lands on whichever allocation triggers it."""
+    return time.thread_time() - getattr(_gc, "total", 0.0)
+
+
 def check_steps(text: str, time_limit_s: float = 0.5) -> StepReport:
     """Every arithmetic claim of ``text`` (its first ``MAX_TEXT_CHARS`` characters), verified exactly;
-    stops after ``time_limit_s`` of this thread's CPU time with the claims checked so far (``stopped``
-    says so). CPU time, not wall time: a loaded or descheduled machine does not change the verdict.
+    stops after ``time_limit_s`` of this thread's own CPU time with the claims checked so far (``stopped``
+    says so). Own CPU time: neither a loaded or descheduled machine nor a garbage-collector pass changes the verdict.
 
     >>> [(s.text, s.ok) for s in check_steps("20% of 50 = 10, 10/3 = 3.33 and 10/3 = 3").steps]
     [('20% of 50 = 10', True), ('10/3 = 3.33', True), ('10/3 = 3', False)]
     """
-    deadline = time.thread_time() + time_limit_s
+    deadline = _own_cpu_time() + time_limit_s
     stopped = f"text cut at {MAX_TEXT_CHARS} characters" if len(text) > MAX_TEXT_CHARS else ""
     cut = len(text)
     if stopped:  # at a line or word end, so the last claim read is not cut mid-number
         cut = max(text.rfind("\n", 0, MAX_TEXT_CHARS), text.rfind(" ", 0, MAX_TEXT_CHARS), 0) or MAX_TEXT_CHARS
     checker = _Checker(text[:cut], deadline)
     for claim in find_claims(checker.text):
-        if time.thread_time() > deadline:
+        if _own_cpu_time() > deadline:
             stopped = f"time limit {time_limit_s:g} s"
             break
         checker.add(claim)

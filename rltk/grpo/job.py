@@ -23,7 +23,8 @@ from rewards import RewardSet
 from rltk.core.config import to_dict
 from rltk.core.errors import UserError
 from rltk.grpo.config import GRPOJobConfig
-from rltk.grpo.loop import GRPOResult, load_inputs, train
+from rltk.grpo.inputs import load_inputs
+from rltk.grpo.loop import GRPOResult, train
 from rltk.metrics import LiveView
 from rltk.core.machine import cpu_model, matrix_flags
 from rltk.policy import Policy, compute_dtype_choice, default_device, dense_policy, policy_from_config

@@ -22,8 +22,6 @@ From Python::
     result.adapter_dir, result.history[-1]["reward_mean"]
 """
 
-
-
 from __future__ import annotations
 
 import dataclasses
@@ -39,15 +37,15 @@ from rltk.checkpoint import Checkpoint, latest_checkpoint, load_adapter_into, re
 from rltk.core.config import to_dict
 from rltk.core.errors import UserError
 from rltk.core.seeds import restore_rng, step_seed
-from rltk.data import Dataset, PromptStream, load_dataset
+from rltk.data import Dataset, PromptStream
 from rltk.grpo.config import GRPOJobConfig
+from rltk.grpo.inputs import Inputs, load_inputs
 from rltk.grpo.record import PhaseTimer, StepOutcome, reward_key, sample_records, step_record
 from rltk.grpo.scoring import (ScoredGroup, StepRollouts, accuracy_label, build_train_batch, format_label, score_groups,
                                trainer_state, valid_mask)
 from rltk.learner import Learner, LossConfig, UpdateStats
 from rltk.metrics import LiveView, MetricsLog, grpo_columns
 from rltk.policy import Policy, policy_from_config, save_adapter, trainable_state
-from rltk.policy_losses import bind_policy_loss
 from rltk.rollouts import PromptRequest, make_backend
 from rltk.rollouts.ray_rewards import RayRewardSet
 from rltk.runs import check_resume, claim_run_dir, claimed_run_dir, record_resume, release_if_unused, write_config
@@ -272,29 +270,6 @@ def _record(run: _Run, o: StepOutcome) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- set-up
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """GRPO's prompts and rewards, loaded and checked (``from_config``: the rewards were built from ``cfg.rewards``)."""
-    data: Dataset
-    reward_set: RewardSet
-    from_config: bool
-
-
-def load_inputs(cfg: GRPOJobConfig, reward_set: RewardSet | None = None) -> Inputs:
-    """Data and rewards first: a bad row, source, reward or ``policy_loss`` module fails before any model is loaded
-    (the job calls this before its evals and SFT warm start, so it fails in seconds, not after them)."""
-    bind_policy_loss(cfg.grpo)
-    data = load_dataset(cfg.data)
-    data.check_for_prompts()
-    from_config = reward_set is None
-    if reward_set is None:
-        if not cfg.rewards:
-            raise UserError("rewards: the config lists no rewards (add e.g. '- name: math_answer')")
-        reward_set = RewardSet(list(cfg.rewards), timeout_s=cfg.reward_timeout_s, **cfg.reward_sandbox.options())
-    data.check_rewards(reward_set)
-    return Inputs(data, reward_set, from_config)
 
 
 def _setup(cfg: GRPOJobConfig, reward_set: RewardSet | None, policy: Policy | None, backend: Any,

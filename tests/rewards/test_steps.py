@@ -184,6 +184,33 @@ def test_time_limit_counts_cpu_time_not_wall_time(monkeypatch):
     assert r.stopped == "" and r.n == 10 and r.all_valid
 
 
+def test_time_limit_does_not_count_garbage_collection(monkeypatch):
+    """A full garbage collection of a large process (here ~0.1-0.3 s over a million cyclic objects) that lands inside
+    a check is not the check's time: the test suite once cut a gold solution at claim 0 this way, every run."""
+    import gc
+
+    from rewards import steps
+
+    junk = []
+    for _ in range(300_000):  # cycles, so only the cyclic collector can free them
+        a, b = [], []
+        a.append(b), b.append(a)
+        junk.append(a)
+
+    def collecting(text):
+        for claim in real(text):
+            gc.collect()
+            yield claim
+
+    real = steps.find_claims
+    monkeypatch.setattr(steps, "find_claims", collecting)
+    t0 = time.thread_time()
+    r = check_steps("1 + 1 = 2\n2 * 3 = 6\n6 - 1 = 5", time_limit_s=0.05)
+    assert time.thread_time() - t0 > 0.05  # the collections alone were past the limit
+    assert r.stopped == "" and r.n == 3 and r.all_valid
+    del junk
+
+
 @pytest.fixture(scope="module")
 def gsm8k_golds() -> list[str]:
     if not GSM8K_TRAIN.is_file():

@@ -14,7 +14,7 @@ import rltk.policy_losses
 from rltk.core.config import from_dict
 from rltk.core.errors import UserError
 from rltk.grpo import GRPOJobConfig
-from rltk.grpo.loop import load_inputs
+from rltk.grpo.inputs import load_inputs
 from rltk.loss import BatchTotals, LossFields, grpo_loss, sequence_mean, token_mean
 from rltk.policy_losses import (POLICY_LOSSES, MismatchStats, PolicyLossFields, bind_policy_loss, cispo_token_loss,
                                 clipped_token_loss, gspo_token_loss, ppo_clip_loss, sampler_correction)
