@@ -243,7 +243,8 @@ def _cursor(run: _Run) -> int:
 
 def _save(run: _Run, steps_done: int) -> Path:
     return save_checkpoint(run.run_dir, steps_done, run.policy, run.learner.state_dict(), _cursor(run),
-                           keep=run.cfg.checkpoint.keep, prompt=run.cfg.data.prompt_record())
+                           keep=run.cfg.checkpoint.keep, prompt=run.cfg.data.prompt_record(),
+                           extra={"keep_share": run.keep_share})  # a resumed run draws as the uninterrupted one
 
 
 def _finish(run: _Run) -> Path:
@@ -320,7 +321,9 @@ def _build(cfg: GRPOJobConfig, run_dir: Path, ckpt: Checkpoint | None, data: Dat
     view = LiveView(g.steps, start, "GRPO", grpo_columns(reward_set.labels), enabled=cfg.log.live if live is None else live)
     if ckpt is not None:
         view.note(f"resumed {run_dir} at step {start} (data cursor {ckpt.cursor})")
-    return _Run(cfg, run_dir, data, stream, reward_set, policy, learner, backend, log, view, start)
+    run = _Run(cfg, run_dir, data, stream, reward_set, policy, learner, backend, log, view, start)
+    run.keep_share = ckpt.extra.get("keep_share") if ckpt is not None else None
+    return run
 
 
 def _open_run_dir(cfg: GRPOJobConfig, resume: str | Path | None, claimed: bool) -> tuple[Path, Checkpoint | None]:

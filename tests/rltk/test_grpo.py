@@ -83,22 +83,35 @@ def test_grpo_raises_the_reward_it_optimises(tmp_path, likes_a):
     assert samples and {"completion", "reward", "advantage", "components"} <= set(samples[0])
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, likes_a, monkeypatch):
-    full = train(_cfg(tmp_path / "a", likes_a))
+HAS_A_SRC = '''
+def has_a(completions, **columns):
+    """1.0 when the completion holds the letter a: many groups tie, so dynamic sampling draws more."""
+    return [float("a" in c) for c in completions]
+'''
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["fixed-draws", "dynamic-sampling"])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, likes_a, monkeypatch, dynamic):
+    """Killed in step 4 and resumed from the step-2 checkpoint: the same weights, prompts and rewards as one
+    uninterrupted run (with dynamic sampling too: its first draw depends on the share earlier steps kept)."""
+    if dynamic:
+        (tmp_path / "has_a.py").write_text(HAS_A_SRC)
+        likes_a = f"{tmp_path / 'has_a.py'}:has_a"
+    extra = {"grpo.dynamic_sampling": dynamic}
+    full = train(_cfg(tmp_path / "a", likes_a, **extra))
     want = trainable_state(full.policy.model)
 
     # the same run killed in step 4 (after the step-2 checkpoint and step 3's unsaved update)
-    calls = {"n": 0}
+    cfg = _cfg(tmp_path / "b", likes_a, **extra)
     real_collect = LocalRollouts.collect
 
     def dying_collect(self, handle):
-        calls["n"] += 1
-        if calls["n"] == 4:
+        log = Path(cfg.run_dir) / "metrics.jsonl"
+        if log.is_file() and len(read_jsonl(log)) == 3:  # step 3 logged: this is step 4's (first) draw
             raise KeyboardInterrupt("killed")
         return real_collect(self, handle)
 
     monkeypatch.setattr(LocalRollouts, "collect", dying_collect)
-    cfg = _cfg(tmp_path / "b", likes_a)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     monkeypatch.setattr(LocalRollouts, "collect", real_collect)
@@ -116,6 +129,8 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, likes_a, mon
     assert [r["step"] for r in b] == [1, 2, 3, 4]  # the redone step 3 is logged once
     assert [r["cursor"] for r in a] == [r["cursor"] for r in b]  # no prompt repeated or skipped
     assert [r["reward_mean"] for r in a] == [r["reward_mean"] for r in b]
+    if dynamic:  # the case is real: some step drew more than its 4 prompts
+        assert max(r["prompts_drawn"] for r in a) > 4, [r["prompts_drawn"] for r in a]
 
 
 def test_resume_needs_a_checkpoint(tmp_path, likes_a):
