@@ -160,7 +160,6 @@ def _as_percent(left: tuple[Token, ...], right: tuple[Token, ...], expected: Fra
 @dataclass
 class _Checker:
     text: str
-    deadline: float
     steps: list[Step] = field(default_factory=list)
     unparsed: int = 0
     notes: dict[int, tuple[Fraction, bool]] = field(default_factory=dict)  # note -> its last (expected, ok)
@@ -224,7 +223,7 @@ def check_steps(text: str, time_limit_s: float = 0.5) -> StepReport:
     cut = len(text)
     if stopped:  # at a line or word end, so the last claim read is not cut mid-number
         cut = max(text.rfind("\n", 0, MAX_TEXT_CHARS), text.rfind(" ", 0, MAX_TEXT_CHARS), 0) or MAX_TEXT_CHARS
-    checker = _Checker(text[:cut], deadline)
+    checker = _Checker(text[:cut])
     for claim in find_claims(checker.text):
         if _own_cpu_time() > deadline:
             stopped = f"time limit {time_limit_s:g} s"
