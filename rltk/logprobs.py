@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import torch
 from transformers import DynamicCache
 
+from rltk.policy.decode import shared_prefix
 from rltk.policy.hf import cache_kwarg, hf_model
 
 
@@ -208,11 +209,8 @@ def prefix_rows(prompts: Sequence[list[int]], completions: Sequence[list[int]]) 
     """
     if not prompts or any(not p for p in prompts) or any(not c for c in completions):
         raise ValueError("prefix_rows needs non-empty prompts and completions")
-    first = prompts[0]
-    common = min(len(p) for p in prompts) - 1
-    for p in prompts[1:]:
-        common = next((k for k in range(common) if p[k] != first[k]), common)
-    return PrefixRows(list(first[:common]), [list(p[common:]) for p in prompts], [list(c) for c in completions])
+    common = shared_prefix(prompts)  # the decode loop's own measure of the common prefix
+    return PrefixRows(list(prompts[0][:common]), [list(p[common:]) for p in prompts], [list(c) for c in completions])
 
 
 def prefix_log_probs(model: Any, rows: PrefixRows, temperature: float = 1.0) -> torch.Tensor:

@@ -179,7 +179,8 @@ def _train(cfg: SFTJobConfig, data: Dataset, run_dir: Path, policy: Policy | Non
     lengths = [len(e.prompt_ids) + len(e.completion_ids) for e in examples]
     log = MetricsLog(run_dir, tensorboard=cfg.log.tensorboard)
     pad = tok.pad_token_id
-    shared = not is_checkpointing(policy.model)  # the shared prefix's KV cache keeps its graph: no checkpointing
+    # a micro-batch's common prompt prefix runs once (its KV cache keeps its graph: not with checkpointing)
+    rows = prefix_rows if not is_checkpointing(policy.model) else lambda p, c: collate(p, c, pad, policy.device)
     queue: list[list[int]] = []
     epoch = 0
     with LiveView(s.steps, 0, "SFT", SFT_COLUMNS, enabled=cfg.log.live if live is None else live) as view:
@@ -191,12 +192,8 @@ def _train(cfg: SFTJobConfig, data: Dataset, run_dir: Path, policy: Policy | Non
             t0 = time.perf_counter()
             batch.sort(key=lambda i: lengths[i])  # micro-batches of similar length
             total = sum(len(examples[i].completion_ids) for i in batch)
-            chunks = [batch[k:k + s.micro_batch_size] for k in range(0, len(batch), s.micro_batch_size)]
-            if shared:
-                micro = [prefix_rows([examples[i].prompt_ids for i in c], [examples[i].completion_ids for i in c]) for c in chunks]
-            else:
-                micro = [collate([examples[i].prompt_ids for i in c], [examples[i].completion_ids for i in c], pad, policy.device)
-                         for c in chunks]
+            micro = [rows([examples[i].prompt_ids for i in c], [examples[i].completion_ids for i in c])
+                     for c in (batch[k:k + s.micro_batch_size] for k in range(0, len(batch), s.micro_batch_size))]
             stats = learner.apply(micro, lambda mb: completion_nll(policy.model, mb, total), step)
             seconds = time.perf_counter() - t0
             record = {"step": step + 1, "epoch": epoch, "loss": stats.loss if not stats.skipped else None, "lr": stats.lr,
