@@ -19,8 +19,14 @@ For the embedded SmolLM2-135M-Instruct, 4-bit NF4 base + LoRA r=16 on all linear
 The Ray instance is private and bound to 127.0.0.1. Cores are shared by the driver (learner) and the
 workers: on a 2-core machine more workers cannot be faster; the table says what was measured.
 
+``--pin`` simulates two 1-core machines on two cores (``distributed.learner_cores`` / ``worker_cores``): the
+learner (the driver, every thread) runs on core 0 and the Ray worker on core 1, so generation on the worker can
+overlap learning only where the loop lets it (pipelined); the in-process modes then run on core 0 alone (one
+1-core machine, the baseline). Modes 1-4 only (two workers would need three cores).
+
     python benchmarks/bench_distributed.py                      # 3 rounds x 4 steps per mode
     python benchmarks/bench_distributed.py --rounds 2 --max-new-tokens 24    # quicker
+    python benchmarks/bench_distributed.py --pin --modes 1,3,4               # 2 x 1 core: overlap on Ray
 """
 
 from __future__ import annotations
@@ -145,8 +151,10 @@ def job(args: argparse.Namespace, workers: int, pipeline: bool, run_dir: Path) -
         rewards=[RewardSpec("math_answer")],
         checkpoint=CheckpointConfig(every=0),
         log=LogConfig(samples_every=0, live=False),
-        distributed=DistributedConfig(workers=workers, pipeline=pipeline,
-                                      num_cpus_per_worker=max(1.0, cores / max(workers, 1)), max_restarts=0),
+        distributed=DistributedConfig(workers=workers, pipeline=pipeline, max_restarts=0,
+                                      num_cpus_per_worker=1.0 if args.pin else max(1.0, cores / max(workers, 1)),
+                                      learner_cores=[0] if args.pin else None,
+                                      worker_cores=[[1]] * workers if args.pin else None),
         seed=args.seed,
         run_dir=str(run_dir),
     )
@@ -205,6 +213,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--modes", default="all", help="comma-separated mode numbers 1-6 (see MODES), or all")
+    ap.add_argument("--pin", action="store_true",
+                    help="2 x 1 core: learner on core 0, the Ray worker on core 1 (modes 1-4)")
     return ap.parse_args()
 
 
@@ -234,8 +244,10 @@ def make_backends(args: argparse.Namespace, picked: list[Mode], policy: Any, cor
         if workers not in backends:
             backends[workers] = (
                 LocalRollouts(RolloutWorker(MODEL, sampling, seed=args.seed, policy=policy)) if workers == 0 else
-                make_backend(DistributedConfig(workers=workers, num_cpus_per_worker=max(1.0, cores / workers),
-                                               max_restarts=0), MODEL, sampling, args.seed, None))
+                make_backend(DistributedConfig(workers=workers, max_restarts=0,
+                                               num_cpus_per_worker=1.0 if args.pin else max(1.0, cores / workers),
+                                               worker_cores=[[1]] * workers if args.pin else None),
+                             MODEL, sampling, args.seed, None))
     return backends
 
 
@@ -247,9 +259,10 @@ def measure_modes(console: Console, args: argparse.Namespace, picked: list[Mode]
     modes = {label: ModeSamples(label) for label, _, _ in picked}
     for label, workers, _ in picked:
         b = backends[workers]
-        modes[label].threads = (f"driver {torch.get_num_threads()}" if workers == 0 else
-                                f"driver {torch.get_num_threads()}, workers "
-                                + "/".join(str(w["threads"]) for w in b.worker_info()))
+        driver = "driver core 0, 1 thread" if args.pin else f"driver {torch.get_num_threads()}"
+        modes[label].threads = (driver if workers == 0 else f"{driver}, workers " + "/".join(
+            (f"core {','.join(map(str, w['cores']))}, " if args.pin else "") + f"{w['threads']} thread(s)"
+            for w in b.worker_info()))
     with tempfile.TemporaryDirectory(prefix="rltk-bench-dist-") as tmp:
         for round_ in range(args.rounds):
             for label, workers, pipeline in picked:
@@ -280,11 +293,11 @@ def sync_table(results: list[ModeSamples], lora_bytes: int, nf4_bytes: int, full
     return t
 
 
-def throughput_table(results: list[ModeSamples], cores: int, rounds: int) -> Table:
+def throughput_table(results: list[ModeSamples], cores: int, rounds: int, pin: bool = False) -> Table:
     base = next((r for r in results if r.label.startswith("in-process (baseline)")), None)
     n = len(results[0].periods) if results else 0
-    t = Table(title=f"GRPO step throughput on {cores} CPU cores (medians over {n} steps per mode, "
-                    f"{rounds} interleaved rounds)")
+    where = "2 x 1 core (learner core 0, Ray worker core 1; in-process: core 0 only)" if pin else f"{cores} CPU cores"
+    t = Table(title=f"GRPO step throughput on {where} (medians over {n} steps per mode, {rounds} interleaved rounds)")
     for col in ("mode", "threads", "s / step", "rollout tokens / s", "vs in-process", "wait for rollouts s",
                 "learn + sync s", "load avg (1 min)"):
         t.add_column(col, justify="left" if col in ("mode", "threads") else "right")
@@ -308,13 +321,17 @@ def main() -> None:
     session = connect(None, num_cpus=2 * cores + 1)
     try:
         picked = MODES if args.modes == "all" else [MODES[int(i) - 1] for i in args.modes.split(",")]
+        if args.pin:
+            if cores < 2:
+                raise SystemExit("--pin needs 2 cores")
+            picked = [m for m in picked if m[1] <= 1]
         results = measure_modes(console, args, picked, cores)
         full_bytes, full_s = full_model_transfer(2, repeats=3)
     finally:
         session.close()
 
     console.print(sync_table(results, lora_bytes, nf4_bytes, full_bytes, full_s))
-    console.print(throughput_table(results, cores, args.rounds))
+    console.print(throughput_table(results, 2 if args.pin else cores, args.rounds, args.pin))
     console.print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes share these cores)")
     console.print(machine_line())
 

@@ -47,6 +47,7 @@ from rltk.learner import Learner, LossConfig, UpdateStats
 from rltk.metrics import LiveView, MetricsLog, grpo_columns
 from rltk.policy import Policy, policy_from_config, save_adapter, trainable_state
 from rltk.rollouts import PromptRequest, make_backend
+from rltk.rollouts.cores import pin_process
 from rltk.rollouts.ray_rewards import RayRewardSet
 from rltk.runs import check_resume, claim_run_dir, claimed_run_dir, record_resume, release_if_unused, write_config
 from rltk.sft import warm_start
@@ -92,8 +93,10 @@ def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Po
     ``inputs``: its :func:`load_inputs` (else loaded here, before any model).
     """
     run = _setup(cfg, reward_set, policy, backend, resume, live, claimed_dir, inputs)
-    g = cfg.grpo
+    g, unpin = cfg.grpo, (lambda: None)
     try:
+        if cfg.distributed.learner_cores is not None:  # pinned after Ray started: its processes keep every core
+            unpin = pin_process(cfg.distributed.learner_cores, "distributed.learner_cores")
         for step in range(run.start_step, g.steps):
             timer = PhaseTimer()
             # 1-2. rollout + reward: G completions per prompt, scored (dynamic sampling refills the batch)
@@ -124,6 +127,7 @@ def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Po
                 _save(run, step + 1)
         adapter_dir = _finish(run)
     finally:
+        unpin()
         run.view.close()
         run.log.close()
         run.backend.close()

@@ -20,6 +20,8 @@ class DistributedConfig:
     max_restarts: int = 3
     reward_tasks: bool = False  # score rewards as parallel Ray tasks, one share per worker (needs workers >= 1)
     placement: str = "PACK"  # Ray placement-group strategy for the workers
+    learner_cores: list[int] | None = None  # pin the learner (the driver) to these cores during training
+    worker_cores: list[list[int]] | None = None  # pin worker i to worker_cores[i] (a core set on its node)
 
     def __post_init__(self) -> None:
         check_range("workers", self.workers, low=0)
@@ -30,3 +32,9 @@ class DistributedConfig:
             raise ValueError(f"placement must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD, got {self.placement!r}")
         if self.reward_tasks and self.workers < 1:
             raise ValueError("reward_tasks: true needs Ray rollout workers (workers >= 1)")
+        if self.worker_cores is not None and len(self.worker_cores) != self.workers:
+            raise ValueError(f"worker_cores needs one core list per worker ({self.workers}), got {len(self.worker_cores)}")
+        for name, sets in (("learner_cores", [self.learner_cores]), ("worker_cores", self.worker_cores or [])):
+            for cores in sets:
+                if cores is not None and (not cores or min(cores) < 0):
+                    raise ValueError(f"{name}: a core list must be non-empty core numbers >= 0, got {cores}")

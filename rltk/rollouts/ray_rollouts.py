@@ -175,7 +175,8 @@ class RayRollouts:
             if strategy_for[i] is not None:
                 opts["scheduling_strategy"] = strategy_for[i]
             self._actors.append(actor_cls.options(**opts).remote(
-                *build, seed=seed, worker_id=f"ray-{i}", adapter_files=adapter_files))
+                *build, seed=seed, worker_id=f"ray-{i}", adapter_files=adapter_files,
+                cores=cfg.worker_cores[i] if cfg.worker_cores else None))
         try:
             self._where = ray.get([a.where.remote() for a in self._actors])
         except ray.exceptions.RayActorError as e:

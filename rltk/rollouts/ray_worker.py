@@ -13,9 +13,8 @@ from typing import Any
 import torch
 
 from rltk.policy.adapters import load_trainable_state
+from rltk.rollouts.cores import pin_process
 from rltk.rollouts.worker import RolloutWorker
-
-
 
 def actor_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean 'the worker (or its node) went away', as opposed to a bug in generate."""
@@ -30,14 +29,17 @@ def ray_worker_class(base: type | None = None) -> type:
     * the starting adapter arrives as the folder's files (``adapter_files``) and is written to a local temporary
       folder, so workers on other machines need no shared disk with the driver;
     * a new adapter refreshes the dense sampling copy only when its version differs from the one held;
+    * ``cores`` (``distributed.worker_cores[i]``) pins the actor's process to that core set before it builds anything;
     * ``where()`` reports the actor's pid and node (for events and tests).
     """
     base = RolloutWorker if base is None else base
 
     class RayRolloutWorker(base):  # type: ignore[misc, valid-type]
         def __init__(self, model: Any, sampling: Any, seed: int = 0, worker_id: str = "ray",
-                     adapter_files: dict[str, bytes] | None = None):
+                     adapter_files: dict[str, bytes] | None = None, cores: list[int] | None = None):
             self.adapter_source = None
+            if cores is not None:
+                pin_process(cores, f"distributed.worker_cores of {worker_id}")
             if adapter_files:
                 folder = Path(tempfile.mkdtemp(prefix="rltk-adapter-"))
                 try:
@@ -59,7 +61,8 @@ def ray_worker_class(base: type | None = None) -> type:
 
             ctx = ray.get_runtime_context()
             return {"pid": os.getpid(), "node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
-                    "threads": torch.get_num_threads(), "adapter_source": self.adapter_source}
+                    "threads": torch.get_num_threads(), "adapter_source": self.adapter_source,
+                    "cores": sorted(os.sched_getaffinity(0))}
 
     RayRolloutWorker.__qualname__ = RayRolloutWorker.__name__ = "RayRolloutWorker"
     return RayRolloutWorker

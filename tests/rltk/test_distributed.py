@@ -23,6 +23,7 @@ from rltk.rollouts.ray_shares import check_groups, shard_seed, split_contiguous,
 from rltk.core.errors import UserError
 from rltk.rollouts import DistributedConfig
 from rltk.models import LoraSettings, ModelConfig, footprint_bytes, tiny_policy, trainable_state
+from rltk.rollouts.cores import pin_process, thread_cores
 from rltk.rollouts.ray_session import auth_mode_for_join
 from rltk.rollouts import PromptRequest, RolloutWorker, SamplingConfig
 
@@ -382,6 +383,28 @@ def test_reward_tasks_score_grpo_rewards_on_ray_with_the_same_result(backend, tm
     assert [r["reward_mean"] for r in tasks.history] == [r["reward_mean"] for r in plain.history]
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores")
+def test_pinned_learner_and_worker_each_run_on_their_own_core(ray_session, tmp_path):
+    """``distributed.worker_cores`` / ``learner_cores`` (2 cores as 2 x 1 core): the worker process runs on core 1,
+    every thread of the learner on core 0 with one torch thread while it trains, and the process gets its cores
+    and threads back when the run ends."""
+    from rltk.grpo import train
+
+    before, threads = os.sched_getaffinity(0), torch.get_num_threads()
+    cfg = grpo_job(tmp_path, "pinned", steps=2, workers=1)
+    cfg = replace(cfg, distributed=replace(cfg.distributed, learner_cores=[0], worker_cores=[[1]]))
+    seen = []
+    with RayRollouts(cfg.distributed, TINY, SAMPLING, seed=0) as b:
+        [info] = b.worker_info()
+        assert info["cores"] == [1] and info["threads"] == 1
+        rec = Recorder(b, after_submit=lambda n: seen.append((thread_cores(), torch.get_num_threads())))
+        result = train(cfg, backend=rec, live=False)
+    assert result.history[-1]["step"] == 2 and len(seen) == 2
+    assert all(cores and all(c == [0] for c in cores) and n == 1 for cores, n in seen)
+    assert os.sched_getaffinity(0) == before and torch.get_num_threads() == threads
+    assert all(set(c) == before for c in thread_cores())
+
+
 def test_killed_worker_is_restarted_its_prompts_regenerated_then_restarts_run_out(backend):
     """Kill a worker's process mid-rollout: Ray restarts it, it gets the step's adapter again, its share is redone
     with the same seed (so the step's groups equal an undisturbed run); once no restarts are left: a clear UserError."""
@@ -433,6 +456,24 @@ def test_rewards_scored_as_ray_tasks_equal_in_process_scoring_and_keep_time_limi
     assert remote.components == local.components and remote.total == pytest.approx(local.total)
     assert remote.components["len"][3] is None and remote.failures == local.failures == {"correct": 0, "len": 1}
     assert remote.errors["len"] == local.errors["len"] and remote.errors["len"][0].startswith("sample 3:")
+
+
+def test_core_pinning_settings_are_checked(tmp_path):
+    from rltk.core.config import from_dict
+    from rltk.grpo import GRPOJobConfig, train
+
+    with pytest.raises(UserError, match=r"worker_cores needs one core list per worker \(1\), got 2"):
+        from_dict(GRPOJobConfig, {"distributed": {"workers": 1, "worker_cores": [[0], [1]]}})
+    with pytest.raises(UserError, match="learner_cores: a core list must be non-empty"):
+        from_dict(GRPOJobConfig, {"distributed": {"learner_cores": []}})
+    before = os.sched_getaffinity(0)
+    with pytest.raises(UserError, match=r"^distributed.learner_cores: core 4096 is not on this machine \(it has cores 0-"):
+        pin_process([0, 4096], "distributed.learner_cores")
+    assert os.sched_getaffinity(0) == before
+    cfg = grpo_job(tmp_path, "bad-cores", steps=1, workers=0)
+    with pytest.raises(UserError, match="core 4096 is not on this machine"):
+        train(replace(cfg, distributed=replace(cfg.distributed, learner_cores=[4096])), live=False)
+    assert os.sched_getaffinity(0) == before
 
 
 def test_reward_tasks_without_workers_is_a_config_error():
