@@ -69,11 +69,14 @@ def perturbed_adapter(spec: str, folder: Path, scale: float = 0.2, seed: int = 1
     return save_adapter(pol, folder, prompt)
 
 
-def top1_agreement(model, reference, tok, prompts: list[str] = PROMPTS, max_new_tokens: int = 12) -> float:
+def top1_agreement(model, reference, tok, prompts: list[str] = PROMPTS, max_new_tokens: int = 12,
+                   reference_tokens: list[list[int]] | None = None) -> float:
     """Share of positions where ``model``'s next-token argmax is ``reference``'s, along ``reference``'s own greedy
-    continuations (teacher forced: one early difference does not count again at every later token)."""
+    continuations (teacher forced: one early difference does not count again at every later token);
+    ``reference_tokens``: those continuations when the caller has them already."""
     same = total = 0
-    for p, cont in zip(prompts, greedy_tokens(reference, tok, prompts, max_new_tokens)):
+    conts = reference_tokens if reference_tokens is not None else greedy_tokens(reference, tok, prompts, max_new_tokens)
+    for p, cont in zip(prompts, conts):
         ids = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, return_tensors="pt",
                                       return_dict=True)["input_ids"]
         seq = torch.cat([ids, torch.tensor([cont])], dim=1)

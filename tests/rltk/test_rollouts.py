@@ -198,8 +198,9 @@ def test_sampling_config_validation():
 
 
 def test_inverse_cdf_sampling_draws_each_token_at_its_probability():
-    """sample_tokens (the sampler of rollouts and sampled evals) against the probabilities: 200,000 draws over a
-    49k-token row, the frequency of each of the likely tokens within 4 standard errors; masked tokens never."""
+    """sample_tokens (the sampler of rollouts and sampled evals) against the probabilities: 64,000 draws over a
+    49k-token row, the frequency of each of the likely tokens and of the tail within 4 standard errors; masked
+    tokens never."""
     from rltk.policy.decode import sample_tokens
 
     g = torch.Generator().manual_seed(0)
@@ -207,11 +208,12 @@ def test_inverse_cdf_sampling_draws_each_token_at_its_probability():
     logits[[7, 100, 3000, 49151]] = torch.tensor([0.0, 1.0, 2.0, -1.0])
     logits[5000:5100] = -2.0  # a tail of 100 unlikely tokens
     probs = torch.softmax(logits, -1)
-    n = 200_000
+    n = 64_000
     draws = torch.cat([sample_tokens(probs.expand(1000, -1), torch.rand(1000, generator=g)) for _ in range(n // 1000)])
     counts = torch.bincount(draws, minlength=49152).double()
     for tok in (7, 100, 3000, 49151):
         p = float(probs[tok])
         assert abs(counts[tok] / n - p) < 4 * (p * (1 - p) / n) ** 0.5, (tok, float(counts[tok] / n), p)
-    assert abs(counts[5000:5100].sum() / n - float(probs[5000:5100].sum())) < 0.005
+    tail = float(probs[5000:5100].sum())
+    assert abs(counts[5000:5100].sum() / n - tail) < 4 * (tail * (1 - tail) / n) ** 0.5
     assert counts[probs == 0].sum() == 0  # a token of probability 0 is never drawn
