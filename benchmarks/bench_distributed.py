@@ -139,6 +139,13 @@ class ModeSamples:
         return statistics.median(t / p for t, p in zip(self.tokens, self.periods))
 
 
+def dist_config(args: argparse.Namespace, workers: int, cores: int, **more: Any) -> DistributedConfig:
+    """A mode's ``distributed:`` section: the cores split among the workers, or with ``--pin`` one CPU and core 1
+    per worker (the learner's core, ``learner_cores``, is the job's)."""
+    return DistributedConfig(workers=workers, max_restarts=0, worker_cores=[[1]] * workers if args.pin else None,
+                             num_cpus_per_worker=1.0 if args.pin else max(1.0, cores / max(workers, 1)), **more)
+
+
 def job(args: argparse.Namespace, workers: int, pipeline: bool, run_dir: Path) -> Any:
     cores = os.cpu_count() or 1
     return GRPOJobConfig(
@@ -151,10 +158,7 @@ def job(args: argparse.Namespace, workers: int, pipeline: bool, run_dir: Path) -
         rewards=[RewardSpec("math_answer")],
         checkpoint=CheckpointConfig(every=0),
         log=LogConfig(samples_every=0, live=False),
-        distributed=DistributedConfig(workers=workers, pipeline=pipeline, max_restarts=0,
-                                      num_cpus_per_worker=1.0 if args.pin else max(1.0, cores / max(workers, 1)),
-                                      learner_cores=[0] if args.pin else None,
-                                      worker_cores=[[1]] * workers if args.pin else None),
+        distributed=dist_config(args, workers, cores, pipeline=pipeline, learner_cores=[0] if args.pin else None),
         seed=args.seed,
         run_dir=str(run_dir),
     )
@@ -244,10 +248,7 @@ def make_backends(args: argparse.Namespace, picked: list[Mode], policy: Any, cor
         if workers not in backends:
             backends[workers] = (
                 LocalRollouts(RolloutWorker(MODEL, sampling, seed=args.seed, policy=policy)) if workers == 0 else
-                make_backend(DistributedConfig(workers=workers, max_restarts=0,
-                                               num_cpus_per_worker=1.0 if args.pin else max(1.0, cores / workers),
-                                               worker_cores=[[1]] * workers if args.pin else None),
-                             MODEL, sampling, args.seed, None))
+                make_backend(dist_config(args, workers, cores), MODEL, sampling, args.seed, None))
     return backends
 
 
