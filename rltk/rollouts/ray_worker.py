@@ -16,6 +16,7 @@ from rltk.policy.adapters import load_trainable_state
 from rltk.rollouts.cores import pin_process
 from rltk.rollouts.worker import RolloutWorker
 
+
 def actor_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean 'the worker (or its node) went away', as opposed to a bug in generate."""
     from ray import exceptions as rex
