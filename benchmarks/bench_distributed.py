@@ -175,7 +175,7 @@ def run_round(args: argparse.Namespace, mode: ModeSamples, workers: int, pipelin
     keep = range(1, len(t) - 1)
     mode.periods += [t[i + 1] - t[i] for i in keep]
     hist = result.history
-    mode.tokens += [hist[i]["generated_tokens"] for i in keep]
+    mode.tokens += [hist[i]["sampled_tokens"] for i in keep]
     mode.waits += [clock.waits[i] + (hist[i].get("sync_wait_seconds") or 0.0) for i in keep]
     mode.learns += [hist[i]["seconds/learn"] - (hist[i].get("sync_wait_seconds") or 0.0) for i in keep]
     if workers > 0:

@@ -143,7 +143,7 @@ def run_steps(steps: int, profile: bool = False) -> tuple[list[dict], list[tuple
 def bounds(h: dict, tokens: tuple[int, int], sizes: dict[str, int], lim: dict[str, float], dt: str) -> dict[str, float]:
     """Lower bounds (s) of the step's generate and learn phases from its work and the machine's limits."""
     body, (learn_tokens, completion_tokens) = sizes["body"], tokens
-    gen_flops = 2 * (body + sizes["head"]) * h["generated_tokens"]
+    gen_flops = 2 * (body + sizes["head"]) * h.get("sampled_tokens", h["generated_tokens"])
     decode_steps = 48  # the longest row sets the number of decode steps; each reads every weight once
     bytes_per_weight = 4 if dt == "float32" else 2
     gen = max(gen_flops / (lim[f"{'fp32' if dt == 'float32' else 'bf16'} m=32"] * 1e9),
@@ -172,7 +172,7 @@ def main() -> None:
     for h, lt in list(zip(history, learn_tokens))[1:] or list(zip(history, learn_tokens)):
         b = bounds(h, lt, sizes, lim, dt)
         rows.append((h["seconds/generate"], b["generate"], h["seconds/learn"], b["learn"], h["seconds/step"],
-                     h["generated_tokens"], lt[0], b["gen_tflop"], b["learn_tflop"]))
+                     h.get("sampled_tokens", h["generated_tokens"]), lt[0], b["gen_tflop"], b["learn_tflop"]))
     med = [statistics.median(r[i] for r in rows) for i in range(9)]
     t = Table(title=f"one GRPO step (main job's work, compute dtype {dt}), medians of {len(rows)} steps")
     for col in ("phase", "measured s", "lower bound s", "x bound", "work"):

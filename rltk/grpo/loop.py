@@ -119,7 +119,8 @@ def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Po
                 sync = _sync(run) if stats.applied else {}
             # 5. log, checkpoint
             record = _record(run, StepOutcome(step, scored, rewards[valid], stats, timer, drawn.drawn, drawn.flat,
-                                              stale, sync, failed=int((~valid).sum())))
+                                              stale, sync, failed=int((~valid).sum()),
+                                              sampled_tokens=drawn.sampled_tokens))
             run.view.update(record, run.log.log(record))
             if cfg.log.samples_every and (step + 1) % cfg.log.samples_every == 0:
                 run.log.log_samples(sample_records(step + 1, scored, advantages, cfg.log.samples_groups))
@@ -181,6 +182,7 @@ def _rollout_and_score(run: _Run, step: int, timer: PhaseTimer) -> StepRollouts:
                 requests, handle = _submit(run, step, draw, min(need, budget - out.drawn))
         with timer("generate"):
             groups = run.backend.collect(handle)
+        out.sampled_tokens += sum(len(c) for grp in groups for c in grp.completion_ids)
         with timer("reward"):
             scored, scores = score_groups(run.reward_set, groups, [r.messages for r in requests],
                                           trainer_state=trainer_state(step, g.steps, run.stream.cursor / run.stream.n))

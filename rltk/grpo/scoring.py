@@ -44,6 +44,7 @@ class StepRollouts:
     drawn: int = 0  # prompts drawn (dynamic sampling draws more than it keeps)
     flat: int = 0  # of those, groups whose scored rewards were all equal
     samples: int = 0  # completions scored
+    sampled_tokens: int = 0  # tokens generated for every group drawn, the dropped ones included
     failed: dict[str, int] = field(default_factory=dict)  # reward label -> samples it failed on this step
     errors: dict[str, str] = field(default_factory=dict)  # reward label -> its first error this step
 

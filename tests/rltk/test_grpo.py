@@ -78,6 +78,9 @@ def test_grpo_raises_the_reward_it_optimises(tmp_path, likes_a):
                 "truncation_rate", "tokens_per_s", "seconds/generate", "seconds/reward", "seconds/learn",
                 f"reward_failures/{likes_a}"):
         assert key in lines[0], key
+    # every group is kept here (no dynamic sampling): the tokens sampled are the tokens trained on
+    assert all(r["sampled_tokens"] == r["generated_tokens"] > 0 for r in lines)
+    assert lines[0]["tokens_per_s"] == pytest.approx(lines[0]["sampled_tokens"] / lines[0]["seconds/generate"])
     assert lines[0]["kl"] is None  # beta = 0: the KL is not measured, so it is not logged as 0
     samples = read_jsonl(result.run_dir / "samples.jsonl")
     assert samples and {"completion", "reward", "advantage", "components"} <= set(samples[0])
@@ -216,6 +219,9 @@ def test_dynamic_sampling_trains_only_groups_with_a_reward_spread(tmp_path):
         assert h["prompts_drawn"] > h["groups"] > 0  # drew more prompts than it kept
         assert h["prompts_drawn"] <= 12 and h["groups"] <= 4  # the draw budget; the batch never grows past 4 groups
         assert 0 < h["zero_variance_share"] <= 1 - h["groups"] / h["prompts_drawn"] + 1e-9
+        # generation's throughput counts the dropped groups' tokens too: they took generation's time
+        assert h["sampled_tokens"] > h["generated_tokens"] > 0
+        assert h["tokens_per_s"] == pytest.approx(h["sampled_tokens"] / h["seconds/generate"])
     by_group: dict[tuple[int, int], list[float]] = {}
     for s in read_jsonl(Path(cfg.run_dir) / "samples.jsonl"):
         by_group.setdefault((s["step"], s["index"]), []).append(s["reward"])
