@@ -198,14 +198,19 @@ class PrefixRows:
     def n_targets(self) -> int:
         return sum(len(c) for c in self.completions)
 
+    @property
+    def n_run(self) -> int:
+        """Tokens the forward runs: the prefix once, then each row's own tokens."""
+        return len(self.prefix) + sum(len(x) + len(c) for x, c in zip(self.contexts, self.completions))
+
 
 def prefix_rows(prompts: Sequence[list[int]], completions: Sequence[list[int]]) -> PrefixRows:
     """The rows' longest common prompt prefix, kept one token short of the shortest prompt (so every row's first
     completion token is predicted inside its own segment).
 
     >>> r = prefix_rows([[1, 2, 3, 4], [1, 2, 5]], [[7], [8, 9]])
-    >>> r.prefix, r.contexts, r.n_targets
-    ([1, 2], [[3, 4], [5]], 3)
+    >>> r.prefix, r.contexts, r.n_targets, r.n_run
+    ([1, 2], [[3, 4], [5]], 3, 8)
     """
     if not prompts or any(not p for p in prompts) or any(not c for c in completions):
         raise ValueError("prefix_rows needs non-empty prompts and completions")
