@@ -81,7 +81,8 @@ Progress = Callable[[int, int], None]
 
 def _sample(logits: torch.Tensor, settings: GenerationSettings, gens: list[torch.Generator]) -> torch.Tensor:
     """Next token per row from the fp32 ``logits`` [b, V], each row drawing from its own generator."""
-    probs = torch.softmax(logits / settings.temperature, dim=-1)  # [b, V]
+    scaled = logits if settings.temperature == 1.0 else logits / settings.temperature  # T = 1: no pass over [b, V]
+    probs = torch.softmax(scaled, dim=-1)  # [b, V]
     if settings.top_p < 1.0:
         sorted_p, order = probs.sort(dim=-1, descending=True)
         drop = sorted_p.cumsum(-1) - sorted_p > settings.top_p  # keep the smallest prefix reaching top_p

@@ -217,3 +217,25 @@ def test_inverse_cdf_sampling_draws_each_token_at_its_probability():
     tail = float(probs[5000:5100].sum())
     assert abs(counts[5000:5100].sum() / n - tail) < 4 * (tail * (1 - tail) / n) ** 0.5
     assert counts[probs == 0].sum() == 0  # a token of probability 0 is never drawn
+
+
+def test_inverse_cdf_sampling_over_a_vocabulary_with_a_partial_last_block():
+    """A vocabulary that is not a whole number of blocks (1,000 = 3 x 256 + 232): the tail block's tokens are drawn
+    at their probabilities, masses of 0 (whole blocks of them, and tokens between likely ones) never, and a row
+    whose mass sits in one token always draws it."""
+    from rltk.policy.decode import sample_tokens
+
+    g = torch.Generator().manual_seed(1)
+    probs = torch.zeros(1000)
+    probs[[255, 256, 990, 999]] = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    n = 40_000
+    draws = sample_tokens(probs.expand(n, -1), torch.rand(n, generator=g))
+    counts = torch.bincount(draws, minlength=1000).double()
+    for tok in (255, 256, 990, 999):
+        p = float(probs[tok])
+        assert abs(counts[tok] / n - p) < 4 * (p * (1 - p) / n) ** 0.5, (tok, float(counts[tok] / n), p)
+    assert counts[probs == 0].sum() == 0
+    one = torch.zeros(3, 1000)
+    one[0, 0], one[1, 511], one[2, 999] = 1.0, 2.0, 0.5
+    for u in (0.0, 0.5, 1 - 2 ** -24):
+        assert sample_tokens(one, torch.full((3,), u)).tolist() == [0, 511, 999]
