@@ -61,6 +61,23 @@ class GrowingLayer(DynamicLayer):
         self._k, self._v = self._k.index_select(0, indices), self._v.index_select(0, indices)
         self._views()
 
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        self.batch_select_indices(beam_idx.to(self._k.device) if self._k is not None else beam_idx)
+
+    def crop(self, tokens_to_remove: int) -> None:
+        """Drop the last ``-tokens_to_remove`` positions (transformers' convention: a negative count)."""
+        if tokens_to_remove > 0:
+            raise ValueError(f"crop takes a negative number of tokens to remove, got {tokens_to_remove}")
+        if tokens_to_remove and self._n:
+            self._n = max(self._n + tokens_to_remove, 0)
+            self._views()
+
+    def reset(self) -> None:
+        """Empty, as transformers' layer: the buffer is dropped (the next update may bring another batch size)."""
+        self._k = self._v = None
+        self._n = 0
+        super().reset()
+
     def batch_repeat_interleave(self, repeats: int) -> None:
         if not self._n:
             return
