@@ -119,7 +119,7 @@ class UpdateStats:
     grad_norm: float = 0.0
     lr: float = 0.0
     sequences: int = 0  # sequences run through the model (zero-advantage ones skipped when beta is 0)
-    tokens: int = 0  # tokens (prompt + completion) run forward and backward, summed over mu
+    tokens: int = 0  # tokens run forward and backward (a shared prompt once), summed over mu
     mismatch: MismatchStats = field(default_factory=MismatchStats)  # sampler vs learner log-probs, first iteration
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -221,7 +221,7 @@ class Learner:
                                  cfg.beta, ref.get(k), aggregate, objective, weights[k])
 
             stats = self.apply(range(len(micro)), loss_of, step)
-            tokens += sum(int(mb.attention_mask.sum()) for mb in micro)
+            tokens += sum(mb.n_run for mb in micro)  # a group's shared prompt once: the work done
             if stats.skipped:
                 total.skipped = stats.skipped
                 break

@@ -30,6 +30,19 @@ class MicroBatch:
     sampler: torch.Tensor | None = None  # [n, T] the sampler's log-probs of the tokens (0 where a row has none)
     has_sampler: torch.Tensor | None = None  # [n] bool, True where the row carries the sampler's log-probs
 
+    @property
+    def n_run(self) -> int:
+        """Tokens the forward runs: a shared prompt once, then each row's completion; else every real token.
+
+        >>> collate([[1, 2, 3]] * 2, [[4], [5, 6]], 0, torch.device("cpu"), share_prompt=True).n_run
+        6
+        >>> collate([[1, 2, 3], [1, 2]], [[4], [5, 6]], 0, torch.device("cpu")).n_run
+        8
+        """
+        if self.shared_prompt is not None and self.completions is not None:
+            return len(self.shared_prompt) + sum(len(c) for c in self.completions)
+        return int(self.attention_mask.sum())
+
 
 def collate(prompts: Sequence[list[int]], completions: Sequence[list[int]], pad_id: int, device: torch.device,
             advantages: Sequence[float] | None = None, behaviour: Sequence[list[float] | None] | None = None,

@@ -141,11 +141,6 @@ def length_batches(lengths: list[int], batch_size: int, window: int, rng: random
     return batches
 
 
-def tokens_run(mb: MicroBatch | PrefixRows) -> int:
-    """Tokens a micro-batch runs forward and backward (pads excluded; a shared prefix once)."""
-    return mb.n_run if isinstance(mb, PrefixRows) else int(mb.attention_mask.sum())
-
-
 def completion_nll(model: Any, mb: MicroBatch | PrefixRows, total_tokens: int) -> torch.Tensor:
     """This micro-batch's share of the batch's mean completion-token cross-entropy."""
     if isinstance(mb, PrefixRows):  # the common prompt prefix once (rltk.logprobs.prefix_log_probs)
@@ -203,7 +198,7 @@ def _train(cfg: SFTJobConfig, data: Dataset, run_dir: Path, policy: Policy | Non
             seconds = time.perf_counter() - t0
             record = {"step": step + 1, "epoch": epoch, "loss": stats.loss if not stats.skipped else None, "lr": stats.lr,
                       "grad_norm": stats.grad_norm, "skipped": stats.skipped, "tokens": sum(lengths[i] for i in batch),
-                      "tokens_run": sum(tokens_run(mb) for mb in micro),  # shared prefixes once: the work done
+                      "tokens_run": sum(mb.n_run for mb in micro),  # shared prefixes once: the work done
                       "completion_tokens": total, "seconds/step": seconds,
                       "tokens_per_s": sum(lengths[i] for i in batch) / seconds if seconds > 0 else None}
             view.update(record, log.log(record))
