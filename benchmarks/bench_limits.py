@@ -143,7 +143,8 @@ def run_steps(steps: int, profile: bool = False) -> tuple[list[dict], list[tuple
 def bounds(h: dict, tokens: tuple[int, int], sizes: dict[str, int], lim: dict[str, float], dt: str) -> dict[str, float]:
     """Lower bounds (s) of the step's generate and learn phases from its work and the machine's limits."""
     body, (learn_tokens, completion_tokens) = sizes["body"], tokens
-    gen_flops = 2 * (body + sizes["head"]) * h.get("sampled_tokens", h["generated_tokens"])
+    sampled = h.get("sampled_tokens", h["generated_tokens"])  # an older rltk (before/after runs) has only the latter
+    gen_flops = 2 * (body + sizes["head"]) * sampled
     decode_steps = 48  # the longest row sets the number of decode steps; each reads every weight once
     bytes_per_weight = 4 if dt == "float32" else 2
     gen = max(gen_flops / (lim[f"{'fp32' if dt == 'float32' else 'bf16'} m=32"] * 1e9),
@@ -151,7 +152,8 @@ def bounds(h: dict, tokens: tuple[int, int], sizes: dict[str, int], lim: dict[st
     # the output head only where a log-prob is needed (completion tokens): forward + its input gradient
     learn_flops = 4 * body * learn_tokens + 4 * sizes["head"] * completion_tokens + 6 * sizes["lora"] * learn_tokens
     learn = learn_flops / (lim[f"{'fp32' if dt == 'float32' else 'bf16'} m=256"] * 1e9)
-    return {"generate": gen, "learn": learn, "gen_tflop": gen_flops / 1e12, "learn_tflop": learn_flops / 1e12}
+    return {"generate": gen, "learn": learn, "gen_tflop": gen_flops / 1e12, "learn_tflop": learn_flops / 1e12,
+            "sampled": sampled}
 
 
 def main() -> None:
@@ -172,7 +174,7 @@ def main() -> None:
     for h, lt in list(zip(history, learn_tokens))[1:] or list(zip(history, learn_tokens)):
         b = bounds(h, lt, sizes, lim, dt)
         rows.append((h["seconds/generate"], b["generate"], h["seconds/learn"], b["learn"], h["seconds/step"],
-                     h.get("sampled_tokens", h["generated_tokens"]), lt[0], b["gen_tflop"], b["learn_tflop"]))
+                     b["sampled"], lt[0], b["gen_tflop"], b["learn_tflop"]))
     med = [statistics.median(r[i] for r in rows) for i in range(9)]
     t = Table(title=f"one GRPO step (main job's work, compute dtype {dt}), medians of {len(rows)} steps")
     for col in ("phase", "measured s", "lower bound s", "x bound", "work"):

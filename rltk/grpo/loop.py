@@ -119,8 +119,7 @@ def train(cfg: GRPOJobConfig, *, reward_set: RewardSet | None = None, policy: Po
                 sync = _sync(run) if stats.applied else {}
             # 5. log, checkpoint
             record = _record(run, StepOutcome(step, scored, rewards[valid], stats, timer, drawn.drawn, drawn.flat,
-                                              stale, sync, failed=int((~valid).sum()),
-                                              sampled_tokens=drawn.sampled_tokens))
+                                              stale, sync, drawn.sampled_tokens, failed=int((~valid).sum())))
             run.view.update(record, run.log.log(record))
             if cfg.log.samples_every and (step + 1) % cfg.log.samples_every == 0:
                 run.log.log_samples(sample_records(step + 1, scored, advantages, cfg.log.samples_groups))

@@ -48,8 +48,8 @@ class StepOutcome:
     flat: int  # of those, groups whose rewards were all equal
     stale: int  # groups sampled by an older adapter (pipelined)
     sync: dict[str, float]
+    sampled_tokens: int  # tokens generated this step, the groups dynamic sampling dropped included
     failed: int = 0  # samples a reward failed on: masked out of the advantages and the loss
-    sampled_tokens: int | None = None  # tokens generated this step, dropped groups included (None: those trained on)
 
 
 def step_record(o: StepOutcome, labels: Sequence[str], accuracy: str | None, kl_measured: bool, version: int,
@@ -101,7 +101,6 @@ def _rollout_fields(o: StepOutcome) -> dict[str, Any]:
     comps = [c for s in o.scored for c in s.group.completion_ids]
     truncated = [t for s in o.scored for t in s.group.truncated]
     gen_tokens = sum(len(c) for c in comps)
-    sampled = gen_tokens if o.sampled_tokens is None else o.sampled_tokens
     sec = o.timer.seconds
     return {
         "completion_len": gen_tokens / len(comps) if comps else None,
@@ -110,8 +109,8 @@ def _rollout_fields(o: StepOutcome) -> dict[str, Any]:
         "zero_variance_share": o.flat / o.drawn if o.drawn else None,  # of the groups drawn (dynamic sampling drops them)
         "sequences_learned": o.stats.sequences, "learn_tokens": o.stats.tokens,
         "generated_tokens": gen_tokens,  # of the groups trained on
-        "sampled_tokens": sampled,  # of every group drawn: what generation's time was spent on
-        "tokens_per_s": sampled / sec["generate"] if sec["generate"] > 0 else None,
+        "sampled_tokens": o.sampled_tokens,  # of every group drawn: what generation's time was spent on
+        "tokens_per_s": o.sampled_tokens / sec["generate"] if sec["generate"] > 0 else None,
         "seconds/generate": sec["generate"], "seconds/reward": sec["reward"],
         "seconds/learn": sec["learn"], "seconds/step": sum(sec.values()),
     }

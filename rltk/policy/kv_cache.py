@@ -32,16 +32,16 @@ class GrowingLayer(DynamicLayer):
             self.lazy_initialization(key_states, value_states)
         n = key_states.shape[-2]
         if self._k is None or self._n + n > self._k.shape[-2]:
-            self._resize(key_states.shape[0], self._n + n + self.reserve, key_states, value_states)
+            self._resize(self._n + n + self.reserve, key_states, value_states)
         self._k[:, :, self._n:self._n + n] = key_states
         self._v[:, :, self._n:self._n + n] = value_states
         self._n += n
         self._views()
         return self.keys, self.values
 
-    def _resize(self, batch: int, capacity: int, k_like: torch.Tensor, v_like: torch.Tensor) -> None:
-        k = k_like.new_empty((batch, k_like.shape[1], capacity, k_like.shape[3]))
-        v = v_like.new_empty((batch, v_like.shape[1], capacity, v_like.shape[3]))
+    def _resize(self, capacity: int, k_like: torch.Tensor, v_like: torch.Tensor) -> None:
+        k = k_like.new_empty((k_like.shape[0], k_like.shape[1], capacity, k_like.shape[3]))
+        v = v_like.new_empty((v_like.shape[0], v_like.shape[1], capacity, v_like.shape[3]))
         if self._n:
             k[:, :, :self._n] = self._k[:, :, :self._n]
             v[:, :, :self._n] = self._v[:, :, :self._n]
@@ -62,7 +62,8 @@ class GrowingLayer(DynamicLayer):
         self._views()
 
     def reorder_cache(self, beam_idx: torch.Tensor) -> None:
-        self.batch_select_indices(beam_idx.to(self._k.device) if self._k is not None else beam_idx)
+        if self._n:
+            self.batch_select_indices(beam_idx.to(self._k.device))
 
     def crop(self, tokens_to_remove: int) -> None:
         """Drop the last ``-tokens_to_remove`` positions (transformers' convention: a negative count)."""
