@@ -16,7 +16,8 @@ for the trained LoRA weights (:mod:`bench_limits`' counts):
   was recorded: the kept groups' tokens x drawn / kept, marked ``~``), prefill not counted, at the throughput of
   the step's rows (prompts drawn x group size);
 - GRPO learn: the tokens the learner ran (``learn_tokens``, summed over mu), the head on completion tokens only, at
-  the throughput of a micro-batch's tokens;
+  the throughput of a micro-batch's tokens (runs before ``learn_tokens`` counted a group's shared prompt once —
+  commit 75a4a23 — counted it per row: for them this bound errs high);
 - the rest of the wall time (model loading, checkpoints, reward scoring, plots) has no bound here.
 
 A bound is what the cores need for the arithmetic alone at the best throughput measured for that shape; a phase at
