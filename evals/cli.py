@@ -37,6 +37,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shuffle", action="store_true", help="take a seeded random subset with --limit instead of the first rows")
     p.add_argument("--seed", type=int, default=0, help="sampling, shuffling and few-shot seed (default: 0)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences decoded together (default: 32)")
+    p.add_argument("--decode-threads", type=int, default=0,
+                   help="threads decoding together, each its share of a batch (default: 0 = 2 on a CPU of 2+ cores, 1 on a GPU)")
     p.add_argument("--max-new-tokens", type=int, help="default: the task's (arithmetic 64, gsm8k 256, math500 512)")
     p.add_argument("--samples", type=int, default=1, help="completions per item (>1: sampled, pass@k and maj@k)")
     p.add_argument("--temperature", type=float, help="default: 0 (greedy) for 1 sample, 1.0 for several")

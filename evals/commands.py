@@ -62,7 +62,8 @@ def _checked_inputs(args: argparse.Namespace) -> tuple[Task, list[int] | None, f
     task = get_task(args.task, **_task_args(args.task_arg))
     ks = _parse_ks(args.k)
     settings = decode_settings(task, n_samples=args.samples, temperature=args.temperature, top_p=args.top_p,
-                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed)
+                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
+                               decode_threads=args.decode_threads)
     check_ks(ks or [], args.samples)
     check_limit(args.limit)
     if args.few_shot < 0:
@@ -148,6 +149,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
+        decode_threads=args.decode_threads,
         seed=args.seed,
         ks=ks,
         few_shot=args.few_shot,

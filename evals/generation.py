@@ -20,6 +20,7 @@ depend on which other rows share its batch.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -28,8 +29,9 @@ import torch
 
 from rltk.core.errors import UserError
 from rltk.core.seeds import row_seed
-from rltk.policy.decode import Picker, decode, eos_token_ids, sample_tokens
+from rltk.policy.decode import Decoded, Picker, decode, eos_token_ids, sample_tokens
 from rltk.policy.devices import autocast
+from rltk.policy.parallel import decode_threads, run_threads
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,9 @@ class GenerationSettings:
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     n_samples: int = 1  # completions per prompt
-    batch_size: int = 16  # sequences decoded together (prompts x samples)
+    batch_size: int = 16  # sequences decoded together (prompts x samples), shared among the decode threads
     seed: int = 0
+    threads: int = 0  # threads decoding together, each its share of a batch (0: auto, see rltk.policy.parallel)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -52,6 +55,8 @@ class GenerationSettings:
             raise UserError(f"samples must be >= 1, got {self.n_samples}")
         if self.batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.threads < 0:
+            raise UserError(f"decode threads must be >= 0 (0: auto), got {self.threads}")
         if self.n_samples > 1 and self.temperature == 0:
             raise UserError(f"{self.n_samples} samples with greedy decoding (temperature 0) would all be identical; set a temperature > 0")
 
@@ -106,6 +111,29 @@ def _picker(settings: GenerationSettings, items: list[int], device: torch.device
     return lambda logits, alive: (_sample(logits.float(), settings, [gens[r] for r in alive.tolist()]), None)
 
 
+class _Tally:
+    """What the decode threads report, under one lock: the generation stats and the progress callback."""
+
+    def __init__(self, stats: GenerationStats, progress: Progress | None):
+        self.stats, self.progress, self.prompts, self.lock = stats, progress, 0, threading.Lock()
+
+    def tokens(self, k: int) -> None:
+        with self.lock:
+            self.stats.tokens += k
+            self._show()
+
+    def batch(self, prompts: int, prompt_tokens: int, sequences: int) -> None:
+        with self.lock:
+            self.prompts += prompts
+            self.stats.prompt_tokens += prompt_tokens
+            self.stats.sequences += sequences
+            self._show()
+
+    def _show(self) -> None:
+        if self.progress is not None:
+            self.progress(self.prompts, self.stats.tokens)
+
+
 def render_prompts(policy: Any, messages: Sequence[list[dict[str, str]]]) -> list[str]:
     """Chat messages → prompt strings with the model's chat template (generation prompt added)."""
     tok = policy.tokenizer
@@ -123,9 +151,11 @@ def generate(
 ) -> list[list[Completion]]:
     """``settings.n_samples`` completions for each prompt string, in prompt order.
 
-    Prompts are sorted by token length so each batch pads little; each batch holds
-    ``batch_size // n_samples`` prompts (at least one). Runs under the policy's autocast
-    (bf16 on CPU) with the model in eval mode; the model's train/eval mode is restored after.
+    Prompts are sorted by token length so each batch pads little; a batch holds ``batch_size // n_samples``
+    prompts (at least one), split among the decode threads (:func:`rltk.policy.parallel.run_threads`): each
+    thread decodes its share as a batch of its own, taking the next share when it is done. What a row draws does
+    not depend on that (its own generator), greedy rows agree up to the rounding of a batch's padding. Runs under
+    the policy's autocast (bf16 on CPU) with the model in eval mode; the model's train/eval mode is restored after.
     """
     tok = policy.tokenizer
     encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -134,38 +164,31 @@ def generate(
             raise UserError(f"prompt {i} is empty after tokenization")
     eos = eos_token_ids(policy, "generation")
     order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
-    per_batch = max(1, settings.batch_size // settings.n_samples)
-    results: list[list[Completion] | None] = [None] * len(prompts)
-    stats = stats if stats is not None else GenerationStats()
-    done_prompts = 0
+    threads = decode_threads(policy.device, settings.threads)
+    share = -(-min(max(1, settings.batch_size // settings.n_samples), len(order)) // threads)  # prompts per thread at once
+    decoded: list[list[Decoded] | None] = [None] * len(prompts)
+    tally = _Tally(stats if stats is not None else GenerationStats(), progress)
     model = policy.model
     was_training = model.training
     model.eval()
     t0 = time.perf_counter()
 
-    def on_token(k: int) -> None:
-        stats.tokens += k
-        if progress is not None:
-            progress(done_prompts, stats.tokens)
+    def job(batch: list[int]) -> Callable[[], None]:
+        def run() -> None:
+            ids = [encoded[i] for i in batch]
+            outs = decode(policy, ids, settings.n_samples, settings.max_new_tokens, eos,
+                          _picker(settings, batch, policy.device), tally.tokens)
+            for i, samples in zip(batch, outs):
+                decoded[i] = samples
+            tally.batch(len(batch), sum(len(x) for x in ids), len(batch) * settings.n_samples)
+        return run
 
     try:
         with autocast(policy.device) if policy.device.type in ("cpu", "cuda") else contextlib.nullcontext():
-            for start in range(0, len(order), per_batch):
-                batch = order[start : start + per_batch]
-                ids = [encoded[i] for i in batch]
-                stats.prompt_tokens += sum(len(x) for x in ids)
-                pick = _picker(settings, batch, policy.device)
-                outs = decode(policy, ids, settings.n_samples, settings.max_new_tokens, eos, pick, on_token)
-                for i, samples in zip(batch, outs):
-                    comps = [Completion(tok.decode(d.ids, skip_special_tokens=True), len(d.ids), d.truncated)
-                             for d in samples]
-                    results[i] = comps
-                    stats.sequences += len(comps)
-                done_prompts += len(batch)
-                if progress is not None:
-                    progress(done_prompts, stats.tokens)
+            run_threads([job(order[s:s + share]) for s in range(0, len(order), share)], threads)
     finally:
         if was_training:
             model.train()
-        stats.seconds += time.perf_counter() - t0
-    return [r for r in results if r is not None]
+        tally.stats.seconds += time.perf_counter() - t0
+    return [[Completion(tok.decode(d.ids, skip_special_tokens=True), len(d.ids), d.truncated) for d in samples]
+            for samples in decoded if samples is not None]

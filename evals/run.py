@@ -30,6 +30,7 @@ from evals.result import EvalResult
 from evals.tasks import Task, get_task
 from rltk.core.errors import UserError
 from rltk.core.rows import Rows
+from rltk.policy import parallel
 
 
 def resolve_temperature(n_samples: int, temperature: float | None) -> float:
@@ -40,11 +41,11 @@ def resolve_temperature(n_samples: int, temperature: float | None) -> float:
 
 
 def decode_settings(task: Task, *, n_samples: int, temperature: float | None, top_p: float, max_new_tokens: int | None,
-                    batch_size: int, seed: int) -> GenerationSettings:
+                    batch_size: int, seed: int, decode_threads: int = 0) -> GenerationSettings:
     """The run's decoding settings (checked: a UserError for bad values); the task's
     ``max_new_tokens`` unless given, the temperature from :func:`resolve_temperature`."""
     return GenerationSettings(max_new_tokens=max_new_tokens or task.max_new_tokens, temperature=resolve_temperature(n_samples, temperature),
-                              top_p=top_p, n_samples=n_samples, batch_size=batch_size, seed=seed)
+                              top_p=top_p, n_samples=n_samples, batch_size=batch_size, seed=seed, threads=decode_threads)
 
 
 def check_ks(ks: Sequence[int], n_samples: int) -> None:
@@ -67,6 +68,7 @@ def evaluate(
     top_p: float = 1.0,
     max_new_tokens: int | None = None,
     batch_size: int = 32,
+    decode_threads: int = 0,
     seed: int = 0,
     ks: Sequence[int] | None = None,
     few_shot: int = 0,
@@ -86,7 +88,7 @@ def evaluate(
     t_start = time.perf_counter()
     task = get_task(task) if isinstance(task, str) else task
     settings = decode_settings(task, n_samples=n_samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                               batch_size=batch_size, seed=seed)
+                               batch_size=batch_size, seed=seed, decode_threads=decode_threads)
     ks = sorted(set(ks)) if ks else (default_ks(n_samples) if not task.graded else [])
     check_ks(ks, n_samples)
     # the items: every check of the input is done before generation starts
@@ -132,6 +134,7 @@ def _run_config(task: Task, policy: Any, data: str, settings: GenerationSettings
         "top_p": settings.top_p,
         "max_new_tokens": settings.max_new_tokens,
         "batch_size": settings.batch_size,
+        "decode_threads": parallel.decode_threads(policy.device, settings.threads),
         "seed": settings.seed,
         "ks": ks,
         "few_shot": few_shot,

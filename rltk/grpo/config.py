@@ -85,6 +85,7 @@ class EvalConfig:
     samples: int = 8  # sampled pass@1: completions per item at the training temperature (0 = greedy only)
     sampled_stages: list[str] = field(default_factory=lambda: ["base", "start", "sft", "grpo"])  # where pass@1 is measured
     batch_size: int = 64
+    decode_threads: int = 0  # threads decoding together (0: auto, rltk.policy.parallel)
     min_format_rate: float = 0.5  # warn before GRPO when the starting checkpoint's format rate is lower
     # more held-out tasks, greedy, at every stage: [{task: gsm8k, data: test.jsonl, n: 100, max_new_tokens: 256}]
     extra: list[dict[str, Any]] = field(default_factory=list)
@@ -94,6 +95,7 @@ class EvalConfig:
         check_range("max_new_tokens", self.max_new_tokens, low=1)
         check_range("samples", self.samples, low=0)
         check_range("batch_size", self.batch_size, low=1)
+        check_range("decode_threads", self.decode_threads, low=0)
         check_range("min_format_rate", self.min_format_rate, low=0, high=1)
         for i, x in enumerate(self.extra):
             bad = sorted(set(x) - EXTRA_EVAL_KEYS) if isinstance(x, dict) else ["(not a mapping)"]

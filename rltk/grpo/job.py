@@ -160,12 +160,12 @@ def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, l
     results: dict[str, Any] = {"sampled": None}
     meta = {"stage": stage, "run_dir": str(run_dir)}
     results["greedy"] = evaluate(target, task, data=e.data, limit=e.n, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
-                                 seed=cfg.seed, progress=show, meta=meta)
+                                 decode_threads=e.decode_threads, seed=cfg.seed, progress=show, meta=meta)
     results["greedy"].save(paths["greedy"])
     if sampled:
         results["sampled"] = evaluate(target, task, data=e.data, limit=e.n, n_samples=e.samples, temperature=cfg.sampling.temperature,
                                       top_p=cfg.sampling.top_p, max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
-                                      seed=cfg.seed, progress=show, meta=meta)
+                                      decode_threads=e.decode_threads, seed=cfg.seed, progress=show, meta=meta)
         results["sampled"].save(paths["sampled"])
     for x in e.extra:  # more held-out tasks, greedy
         name = extra_name(x)
@@ -174,7 +174,7 @@ def _eval_stage(cfg: GRPOJobConfig, policy: Policy, stage: str, run_dir: Path, l
             continue
         results[name] = evaluate(target, eval_task(cfg, x["task"], x.get("task_args") or {}), data=x.get("data"),
                                  limit=x.get("n", e.n), max_new_tokens=x.get("max_new_tokens"), batch_size=e.batch_size,
-                                 seed=cfg.seed, progress=show, meta=meta)
+                                 decode_threads=e.decode_threads, seed=cfg.seed, progress=show, meta=meta)
         results[name].save(paths[name])
     del target
     return results

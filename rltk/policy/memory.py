@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any, Iterator
 
 import torch
@@ -144,6 +145,8 @@ def release_memory(collect: bool = True) -> None:
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 TRAIN_MMAP_THRESHOLD = 1 << 20
 DECODE_MMAP_THRESHOLD = 64 << 20
+_heap_lock = threading.Lock()
+_heap_users = [0]  # decodes inside decode_heap now
 _tuned = False  # tune_allocator ran: the threshold is fixed (glibc's dynamic one is off)
 
 
@@ -164,17 +167,26 @@ def decode_heap() -> Iterator[None]:
     back and the freed pages go to the OS. Each decode step allocates a few MB per layer (the KV cache grows by
     concatenation, logits): mmap'd, every one of them is faulted in page by page and unmapped again (measured on
     the main job's sampling: 10.96 vs 8.74 ms per token, 20% of decode time). Nothing to do unless
-    :func:`tune_allocator` fixed the threshold (glibc's default one adapts by itself)."""
+    :func:`tune_allocator` fixed the threshold (glibc's default one adapts by itself). Decodes running together on
+    several threads (:mod:`rltk.policy.parallel`) share it: the threshold goes back when the last one ends."""
     libc = _glibc() if _tuned else None
     if libc is None or not hasattr(libc, "mallopt"):
         yield
         return
-    libc.mallopt(M_MMAP_THRESHOLD, DECODE_MMAP_THRESHOLD)
+    with _heap_lock:
+        _heap_users[0] += 1
+        if _heap_users[0] == 1:
+            libc.mallopt(M_MMAP_THRESHOLD, DECODE_MMAP_THRESHOLD)
     try:
         yield
     finally:
-        libc.mallopt(M_MMAP_THRESHOLD, TRAIN_MMAP_THRESHOLD)
-        release_memory(collect=False)
+        with _heap_lock:
+            _heap_users[0] -= 1
+            last = _heap_users[0] == 0
+            if last:
+                libc.mallopt(M_MMAP_THRESHOLD, TRAIN_MMAP_THRESHOLD)
+        if last:
+            release_memory(collect=False)
 
 
 __all__ = ["FrozenLinear", "contiguous_head", "decode_heap", "dense_frozen_base", "no_input_casts", "release_memory",

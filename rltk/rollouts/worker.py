@@ -35,17 +35,19 @@ import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import torch
 
 from rltk.core.errors import UserError
+from rltk.core.seeds import row_seed
 from rltk.policy.adapters import load_trainable_state
 from rltk.policy.base import ModelConfig, Policy
 from rltk.policy.decode import decode, eos_token_ids, sample_tokens
 from rltk.policy.devices import autocast, compute_dtype
 from rltk.policy.loading import policy_from_config
 from rltk.policy.memory import release_memory
+from rltk.policy.parallel import decode_threads, run_threads
 from rltk.policy.sampler import DenseSampler
 
 
@@ -58,7 +60,8 @@ class SamplingConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
-    batch_sequences: int = 256  # at most this many sequences (prompts x G) decoded together
+    batch_sequences: int = 256  # at most this many sequences (prompts x G) decoded together, shared among the threads
+    threads: int = 0  # threads decoding together, each its share of a batch (0: auto, see rltk.policy.parallel)
     sampler: Literal["auto", "dense", "shared"] = "auto"  # see the module docstring
 
     def __post_init__(self) -> None:
@@ -74,6 +77,8 @@ class SamplingConfig:
             raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
         if self.batch_sequences < 1:
             raise ValueError(f"batch_sequences must be >= 1, got {self.batch_sequences}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: auto), got {self.threads}")
 
 
 @dataclass
@@ -147,18 +152,32 @@ def sample_completions(
     policy: Policy,
     prompt_ids: Sequence[list[int]],
     sampling: SamplingConfig,
-    generator: torch.Generator,
+    generators: Sequence[torch.Generator],
     eos_ids: Sequence[int],
 ) -> list[list[Sampled]]:
-    """``G = sampling.group_size`` completions per prompt, in one batch; per prompt, per sample."""
+    """``G = sampling.group_size`` completions per prompt, in one batch; per prompt, per sample. Sample ``j`` of
+    prompt ``i`` draws from ``generators[i * G + j]``, so what a row draws does not depend on its batch."""
 
     def pick(logits: torch.Tensor, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logp = process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p)  # [b, V]
-        nxt = sample_tokens(logp.exp(), torch.rand(logp.shape[0], generator=generator))  # [b]
+        uniforms = torch.cat([torch.rand(1, generator=generators[r]) for r in alive.tolist()])  # [b]
+        nxt = sample_tokens(logp.exp(), uniforms)  # [b]
         return nxt, logp.gather(-1, nxt[:, None]).squeeze(-1)  # [b], [b] log-prob of each sampled token
 
     decoded = decode(policy, prompt_ids, sampling.group_size, sampling.max_new_tokens, eos_ids, pick)
     return [[Sampled(d.ids, d.values, d.truncated) for d in samples] for samples in decoded]
+
+
+def row_generators(device: torch.device, seed: int, indices: Sequence[int], group_size: int) -> list[torch.Generator]:
+    """One generator per completion: sample ``j`` of the prompt with data-stream index ``i`` draws from
+    ``row_seed(seed, i, j)``, whatever batch or thread decodes it."""
+    gens = []
+    for i in indices:
+        for j in range(group_size):
+            g = torch.Generator(device=device)
+            g.manual_seed(row_seed(seed, i, j))
+            gens.append(g)
+    return gens
 
 
 # ----------------------------------------------------------------------------- sampling mode
@@ -268,17 +287,21 @@ class RolloutWorker:
         for r, p in zip(requests, prompts):
             if not p:
                 raise UserError(f"prompt {r.index} is empty after tokenization")
-        gen = torch.Generator(device=self.policy.device)
-        gen.manual_seed(int(seed))
-        per_batch = max(1, self.sampling.batch_sequences // self.sampling.group_size)
-        sampled: list[list[Sampled]] = []
+        g = self.sampling.group_size
+        threads = decode_threads(self.policy.device, self.sampling.threads)
+        share = -(-min(max(1, self.sampling.batch_sequences // g), len(prompts)) // threads)  # prompts per thread at once
         if self.dense is not None:  # compute-dtype weights already: no autocast, nothing to merge
             target, ctx = dataclasses.replace(self.policy, model=self.dense.model), contextlib.nullcontext()
         else:
             target, ctx = self.policy, sampling_mode(self.policy)
+
+        def job(start: int) -> Callable[[], list[list[Sampled]]]:
+            gens = row_generators(self.policy.device, seed, [r.index for r in requests[start:start + share]], g)
+            return lambda: sample_completions(target, prompts[start:start + share], self.sampling, gens, self._eos)
+
         with ctx:
-            for start in range(0, len(prompts), per_batch):
-                sampled += sample_completions(target, prompts[start:start + per_batch], self.sampling, gen, self._eos)
+            parts = run_threads([job(s) for s in range(0, len(prompts), share)], threads)
+        sampled = [group for part in parts for group in part]
         if self.policy.device.type == "cpu":  # the KV caches go back to the OS before the learner runs
             release_memory(collect=False)
         groups = []
@@ -307,6 +330,7 @@ __all__ = [
     "encode_prompt",
     "eos_token_ids",
     "process_logits",
+    "row_generators",
     "sample_completions",
     "sampling_mode",
 ]

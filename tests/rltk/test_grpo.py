@@ -62,14 +62,15 @@ def _count_a(policy, temperature: float, n_prompts=16, seed=123) -> int:
 def test_grpo_raises_the_reward_it_optimises(tmp_path, likes_a):
     """A real learning test: a reward that prefers the letter 'a' makes the policy write more of them.
     (Temperature 0.3: the random model's logits are too flat for one letter to dominate at T = 1.)"""
-    cfg = _cfg(tmp_path, likes_a, **{"grpo.steps": 6, "grpo.lr": 0.02, "checkpoint.every": 0, "sampling.temperature": 0.3})
+    cfg = _cfg(tmp_path, likes_a, **{"grpo.steps": 6, "grpo.lr": 0.01, "checkpoint.every": 0, "sampling.temperature": 0.3})
     before = _count_a(tiny_policy(lora=LoraSettings(r=8, alpha=16)), 0.3)
     result = train(cfg)
     after = _count_a(result.policy, 0.3)
-    assert after >= 5 * before + 20, (before, after)  # measured: 8 -> 372 of 1024 characters
+    assert after >= 5 * before + 20, (before, after)  # measured: 11 -> 337 of 1024 characters (seeds 1-3: 370-396)
     hist = result.history
     assert hist[-1]["reward_mean"] > 4 * hist[0]["reward_mean"]  # and the training reward itself rose
-    assert len(hist) == 6 and all(h["optimizer_steps"] == 1 for h in hist)
+    assert len(hist) == 6 and all(h["optimizer_steps"] == (1 if h["zero_variance_share"] < 1 else 0) for h in hist)
+    assert sum(h["optimizer_steps"] for h in hist) >= 4  # a step whose every group has one reward learns nothing
     assert (result.adapter_dir / "adapter_config.json").is_file()
     # the logs: one line per step with the documented fields, samples with their rewards
     lines = read_jsonl(result.run_dir / "metrics.jsonl")

@@ -1,0 +1,91 @@
+"""Decoding on several threads of one process (:func:`run_threads`): each thread runs its own share of the rows with
+its own torch intra-op threads, all of them on the one copy of the weights.
+
+Why: a decode step is many small GEMMs (a few rows each) and small ops. One intra-op team of two threads hardly
+scales on them, two independent threads do: measured on a 2-core AVX2 EPYC, [m, 576] x [576, 1536] in fp32 ran at
+42 / 69 / 84 GFLOP/s (m = 8 / 32 / 256) on one thread with an intra-op team of 2, and at 72 / 92 / 126 GFLOP/s
+together on two threads with an intra-op team of 1 each (``benchmarks/bench_decode_threads.py`` measures whole
+decodes). torch releases the GIL inside every op, so the threads overlap all but the Python between ops; the
+weights are shared (no second copy), each thread has its own KV cache.
+
+A thread's intra-op thread count is its own (OpenMP's is per thread), so the caller's count is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from typing import Callable, Sequence, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, e.g. a container's cpuset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def decode_threads(device: torch.device, requested: int = 0) -> int:
+    """How many threads decode together: ``requested`` when > 0; else (``0`` = auto) on CPU one per usable core
+    the process's intra-op threads may use, at most 2 (measured on 2 cores; more threads fight over the GIL
+    between ops), and 1 on a GPU (one stream of kernels)."""
+    if requested > 0:
+        return requested
+    if device.type != "cpu":
+        return 1
+    return max(1, min(2, usable_cores(), torch.get_num_threads()))
+
+
+def run_threads(jobs: Sequence[Callable[[], T]], threads: int) -> list[T]:
+    """Run ``jobs`` on ``threads`` threads (each takes the next job when it is free) and return their results in
+    job order. Each thread runs torch ops with ``intra-op threads // threads`` (at least 1) threads of its own.
+    The first error a job raises is raised here, after every thread stopped (the others take no new job).
+    With one thread, or one job, the jobs run in the calling thread, as a plain loop would run them."""
+    if threads <= 1 or len(jobs) <= 1:
+        return [job() for job in jobs]
+    per_thread = max(1, torch.get_num_threads() // threads)
+    results: list[T | None] = [None] * len(jobs)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    next_job = [0]
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+    casts = [(d, torch.get_autocast_dtype(d)) for d in ("cpu", "cuda") if torch.is_autocast_enabled(d)]
+
+    def worker() -> None:
+        torch.set_num_threads(per_thread)
+        with contextlib.ExitStack() as modes:  # grad, inference and autocast modes are per thread: carry them over
+            modes.enter_context(torch.inference_mode(inference))
+            modes.enter_context(torch.set_grad_enabled(grad))
+            for dev, dtype in casts:
+                modes.enter_context(torch.autocast(dev, dtype=dtype))
+            while True:
+                with lock:
+                    if errors or next_job[0] >= len(jobs):
+                        return
+                    k = next_job[0]
+                    next_job[0] += 1
+                try:
+                    results[k] = jobs[k]()
+                except BaseException as e:  # noqa: BLE001 -- re-raised in the caller
+                    with lock:
+                        errors.append(e)
+                    return
+
+    pool = [threading.Thread(target=worker, name=f"rltk-decode-{i}", daemon=True)
+            for i in range(min(threads, len(jobs)))]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results  # type: ignore[return-value]
+
+
+__all__ = ["decode_threads", "run_threads", "usable_cores"]
