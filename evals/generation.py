@@ -31,7 +31,7 @@ from rltk.core.errors import UserError
 from rltk.core.seeds import row_seed
 from rltk.policy.decode import Decoded, Picker, decode, eos_token_ids, sample_tokens
 from rltk.policy.devices import autocast
-from rltk.policy.parallel import decode_threads, run_threads
+from rltk.policy.parallel import run_threads, thread_count
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ def generate(
             raise UserError(f"prompt {i} is empty after tokenization")
     eos = eos_token_ids(policy, "generation")
     order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
-    threads = decode_threads(policy.device, settings.threads)
+    threads = thread_count(policy.device, settings.threads)
     share = -(-min(max(1, settings.batch_size // settings.n_samples), len(order)) // threads)  # prompts per thread at once
     decoded: list[list[Decoded] | None] = [None] * len(prompts)
     tally = _Tally(stats if stats is not None else GenerationStats(), progress)

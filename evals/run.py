@@ -134,7 +134,7 @@ def _run_config(task: Task, policy: Any, data: str, settings: GenerationSettings
         "top_p": settings.top_p,
         "max_new_tokens": settings.max_new_tokens,
         "batch_size": settings.batch_size,
-        "decode_threads": parallel.decode_threads(policy.device, settings.threads),
+        "decode_threads": parallel.thread_count(policy.device, settings.threads),
         "seed": settings.seed,
         "ks": ks,
         "few_shot": few_shot,

@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
@@ -55,6 +56,7 @@ from rltk.policy.base import Policy
 from rltk.policy.devices import compute_dtype
 from rltk.policy.fused import fuse_lora_forward
 from rltk.policy.memory import dense_frozen_base, no_input_casts, release_memory, tune_allocator
+from rltk.policy.parallel import run_threads, thread_count
 
 
 def lr_at(step: int, total_steps: int, cfg: OptimFields) -> float:
@@ -158,21 +160,24 @@ class Learner:
         stats = UpdateStats(lr=lr_at(step, self.total_steps, self.optim))
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        for mb in micro_batches:
-            with self.policy.autocast(), no_input_casts(self.model):
-                parts = loss_of(mb)
-            loss = parts.loss if isinstance(parts, LossParts) else parts
-            if not bool(torch.isfinite(loss.detach())):
-                self.optimizer.zero_grad(set_to_none=True)
-                stats.skipped = "non-finite loss"
-                return stats
-            loss.backward()
-            stats.loss += float(loss.detach())
-            if isinstance(parts, LossParts):
-                stats.policy_loss += parts.policy_loss
-                stats.kl += parts.kl_sum
-                stats.clip_fraction += parts.clipped_tokens
-                stats.extra["loss_tokens"] = stats.extra.get("loss_tokens", 0.0) + parts.tokens
+        items, threads = list(micro_batches), thread_count(self.policy.device, self.optim.threads)
+        with no_input_casts(self.model):
+            for start in range(0, len(items), threads):  # a wave: one micro-batch per thread
+                wave = run_threads([self._gradients(mb, loss_of) for mb in items[start:start + threads]], threads)
+                for parts, loss, grads in wave:  # summed in micro-batch order, as one thread would
+                    if grads is None:
+                        self.optimizer.zero_grad(set_to_none=True)
+                        stats.skipped = "non-finite loss"
+                        return stats
+                    for p, g in zip(self.params, grads):
+                        if g is not None:
+                            p.grad = g.contiguous() if p.grad is None else p.grad.add_(g)  # (a broadcast one: a copy)
+                    stats.loss += loss
+                    if isinstance(parts, LossParts):
+                        stats.policy_loss += parts.policy_loss
+                        stats.kl += parts.kl_sum
+                        stats.clip_fraction += parts.clipped_tokens
+                        stats.extra["loss_tokens"] = stats.extra.get("loss_tokens", 0.0) + parts.tokens
         clip = self.optim.max_grad_norm if self.optim.max_grad_norm > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
         stats.grad_norm = float(norm)
@@ -187,6 +192,18 @@ class Learner:
         self.version += 1
         stats.applied = 1
         return stats
+
+    def _gradients(self, mb: Any, loss_of: Callable[[Any], LossParts | torch.Tensor]) -> Callable[[], tuple]:
+        """A job: ``(parts, loss, gradients of the trainable parameters)`` of one micro-batch, ``None`` gradients
+        when its loss is not finite. Run on a thread of its own, the micro-batch's activations are its own."""
+        def run() -> tuple:
+            with self.policy.autocast():
+                parts = loss_of(mb)
+            loss = parts.loss if isinstance(parts, LossParts) else parts
+            if not bool(torch.isfinite(loss.detach())):
+                return parts, float("nan"), None
+            return parts, float(loss.detach()), torch.autograd.grad(loss, self.params, allow_unused=True)
+        return run
 
     # ------------------------------------------------------------------ GRPO
 
@@ -209,14 +226,15 @@ class Learner:
         ref: dict[int, torch.Tensor] = {}  # micro-batch -> reference log-probs [n, T]
         if cfg.beta > 0:
             ref = {k: self.reference_log_probs(mb, cfg.temperature) for k, mb in enumerate(micro)}
-        tokens, clip_sum = 0, 0.0
+        tokens, clip_sum, counting = 0, 0.0, threading.Lock()
         for it in range(cfg.mu):
             def loss_of(k: int) -> LossParts:
                 mb = micro[k]
                 logp = completion_log_probs(self.model, mb, cfg.temperature)  # [n, T]
                 if k not in old:  # first iteration: the parameters are still the sampler's
                     old[k] = torch.where(mb.stale[:, None], mb.behaviour, logp.detach())  # [n, T]
-                    weights[k] = self._mismatch(mb, old[k], cfg, total.mismatch)
+                    with counting:  # micro-batches may run on threads of their own (apply)
+                        weights[k] = self._mismatch(mb, old[k], cfg, total.mismatch)
                 return grpo_loss(logp, old[k], mb.advantages, mb.mask, batch.totals, cfg.epsilon_low, cfg.epsilon_high,
                                  cfg.beta, ref.get(k), aggregate, objective, weights[k])
 

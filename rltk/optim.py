@@ -21,6 +21,7 @@ class OptimFields:
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     max_grad_norm: float = 1.0  # 0 = no clipping
     micro_batch_size: int = 8  # sequences per forward/backward: bounds memory whatever the batch
+    threads: int = 0  # micro-batches run forward/backward together on threads of their own (0: auto, rltk.policy.parallel)
 
     def __post_init__(self) -> None:
         check_range("lr", self.lr, low=0, low_open=True)
@@ -31,6 +32,7 @@ class OptimFields:
         check_range("min_lr_ratio", self.min_lr_ratio, low=0, high=1)
         check_range("max_grad_norm", self.max_grad_norm, low=0)
         check_range("micro_batch_size", self.micro_batch_size, low=1)
+        check_range("threads", self.threads, low=0)
 
 
 __all__ = ["OptimFields"]

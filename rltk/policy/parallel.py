@@ -1,12 +1,13 @@
-"""Decoding on several threads of one process (:func:`run_threads`): each thread runs its own share of the rows with
-its own torch intra-op threads, all of them on the one copy of the weights.
+"""Work on several threads of one process (:func:`run_threads`): decoding (evals, rollouts: each thread decodes its
+share of a batch's rows) and the learner's micro-batches (each thread runs one forward and backward), every thread
+with its own torch intra-op threads, all of them on the one copy of the weights.
 
-Why: a decode step is many small GEMMs (a few rows each) and small ops. One intra-op team of two threads hardly
-scales on them, two independent threads do: measured on a 2-core AVX2 EPYC, [m, 576] x [576, 1536] in fp32 ran at
-42 / 69 / 84 GFLOP/s (m = 8 / 32 / 256) on one thread with an intra-op team of 2, and at 72 / 92 / 126 GFLOP/s
-together on two threads with an intra-op team of 1 each (``benchmarks/bench_decode_threads.py`` measures whole
-decodes). torch releases the GIL inside every op, so the threads overlap all but the Python between ops; the
-weights are shared (no second copy), each thread has its own KV cache.
+Why: the work is many GEMMs of a few to a few hundred rows and many small ops. One intra-op team of two threads
+hardly scales on them, two independent threads do: measured on a 2-core AVX2 EPYC, [m, 576] x [576, 1536] in fp32
+ran at 42 / 69 / 84 GFLOP/s (m = 8 / 32 / 256) on one thread with an intra-op team of 2, and at 72 / 92 / 126
+GFLOP/s together on two threads with an intra-op team of 1 each. torch releases the GIL inside every op, so the
+threads overlap all but the Python between ops. ``benchmarks/bench_threads.py`` measures whole decodes and GRPO
+learner steps.
 
 A thread's intra-op thread count is its own (OpenMP's is per thread), so the caller's count is untouched.
 """
@@ -31,8 +32,8 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def decode_threads(device: torch.device, requested: int = 0) -> int:
-    """How many threads decode together: ``requested`` when > 0; else (``0`` = auto) on CPU one per usable core
+def thread_count(device: torch.device, requested: int = 0) -> int:
+    """How many threads share the work: ``requested`` when > 0; else (``0`` = auto) on CPU one per usable core
     the process's intra-op threads may use, at most 2 (measured on 2 cores; more threads fight over the GIL
     between ops), and 1 on a GPU (one stream of kernels)."""
     if requested > 0:
@@ -88,4 +89,4 @@ def run_threads(jobs: Sequence[Callable[[], T]], threads: int) -> list[T]:
     return results  # type: ignore[return-value]
 
 
-__all__ = ["decode_threads", "run_threads", "usable_cores"]
+__all__ = ["run_threads", "thread_count", "usable_cores"]

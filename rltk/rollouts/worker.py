@@ -47,7 +47,7 @@ from rltk.policy.decode import decode, eos_token_ids, sample_tokens
 from rltk.policy.devices import autocast, compute_dtype
 from rltk.policy.loading import policy_from_config
 from rltk.policy.memory import release_memory
-from rltk.policy.parallel import decode_threads, run_threads
+from rltk.policy.parallel import run_threads, thread_count
 from rltk.policy.sampler import DenseSampler
 
 
@@ -288,7 +288,7 @@ class RolloutWorker:
             if not p:
                 raise UserError(f"prompt {r.index} is empty after tokenization")
         g = self.sampling.group_size
-        threads = decode_threads(self.policy.device, self.sampling.threads)
+        threads = thread_count(self.policy.device, self.sampling.threads)
         share = -(-min(max(1, self.sampling.batch_sequences // g), len(prompts)) // threads)  # prompts per thread at once
         if self.dense is not None:  # compute-dtype weights already: no autocast, nothing to merge
             target, ctx = dataclasses.replace(self.policy, model=self.dense.model), contextlib.nullcontext()

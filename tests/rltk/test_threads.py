@@ -1,5 +1,6 @@
-"""Decoding on several threads of one process (rltk.policy.parallel): the same completions as one thread, in evals
-and in GRPO rollouts; each thread with its own intra-op threads; errors and modes carried to the caller."""
+"""Work on several threads of one process (rltk.policy.parallel): the same completions as one thread, in evals and
+in GRPO rollouts, the same gradients in the learner; each thread with its own intra-op threads; errors and modes
+carried to the caller."""
 
 import threading
 
@@ -9,8 +10,11 @@ import torch
 import rltk.policy.memory as memory
 from evals.generation import GenerationSettings, GenerationStats, generate
 from rltk.core.errors import UserError
+from rltk.learner import Learner, LossConfig, TrainBatch
+from rltk.loss import BatchTotals
+from rltk.optim import OptimFields
 from rltk.policy.base import LoraSettings
-from rltk.policy.parallel import decode_threads, run_threads
+from rltk.policy.parallel import run_threads, thread_count
 from rltk.policy.tiny import tiny_policy
 from rltk.rollouts.worker import PromptRequest, RolloutWorker, SamplingConfig
 
@@ -57,10 +61,10 @@ def test_run_threads_raises_the_first_error_and_starts_no_new_job():
     assert len(started) < 40
 
 
-def test_decode_threads_auto_is_at_most_two_on_a_cpu_and_one_on_a_gpu():
-    assert decode_threads(torch.device("cpu"), 3) == 3
-    assert 1 <= decode_threads(torch.device("cpu")) <= 2
-    assert decode_threads(torch.device("cuda")) == 1
+def test_thread_count_auto_is_at_most_two_on_a_cpu_and_one_on_a_gpu():
+    assert thread_count(torch.device("cpu"), 3) == 3
+    assert 1 <= thread_count(torch.device("cpu")) <= 2
+    assert thread_count(torch.device("cuda")) == 1
     with pytest.raises(UserError, match="decode threads"):
         GenerationSettings(threads=-1)
     with pytest.raises(ValueError, match="threads"):
@@ -115,3 +119,49 @@ def test_the_decode_heap_threshold_goes_back_when_the_last_of_overlapping_decode
     assert calls == [memory.DECODE_MMAP_THRESHOLD]  # the other decode still runs
     second.__exit__(None, None, None)
     assert calls == [memory.DECODE_MMAP_THRESHOLD, memory.TRAIN_MMAP_THRESHOLD, "trim"]
+
+
+def _learner_policy():
+    pol = tiny_policy(lora=LoraSettings(r=4))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # nonzero B so the adapter matters
+        for n, p in pol.model.named_parameters():
+            if "lora_B" in n:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    return pol
+
+
+def _grpo_batch() -> TrainBatch:
+    prompts, comps = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [5, 9], [7, 7]], [[20, 21, 22], [23], [24, 25], [26, 27], [30]]
+    mask = torch.zeros(len(comps), 3)
+    for i, c in enumerate(comps):
+        mask[i, :len(c)] = 1
+    return TrainBatch(prompts, comps, [1.0, -1.0, 0.5, -0.5, 0.25], [None] * 5, BatchTotals.of(mask, max_tokens=6))
+
+
+def test_the_learner_on_two_threads_steps_with_the_gradients_of_one():
+    learners = {t: Learner(_learner_policy(), OptimFields(lr=1e-2, micro_batch_size=1, threads=t), 10, dense_base=False)
+                for t in (1, 2)}
+    stats = {t: learners[t].grpo_update(_grpo_batch(), LossConfig(), 0) for t in (1, 2)}
+    assert stats[1].applied == stats[2].applied == 1 and stats[1].loss == stats[2].loss
+    # the micro-batches' gradients are summed in the same order; a GEMM on one intra-op thread rounds its own way
+    assert stats[1].grad_norm == pytest.approx(stats[2].grad_norm, rel=1e-6) and stats[1].grad_norm > 0
+    moved = 0
+    for a, b, start in zip(learners[1].params, learners[2].params, _learner_policy().model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        moved += int(not torch.equal(a, start.detach())) if a.shape == start.shape else 0
+    assert moved > 0
+
+
+def test_a_non_finite_loss_on_a_thread_skips_the_step_and_leaves_the_parameters():
+    learner = Learner(_learner_policy(), OptimFields(micro_batch_size=1, threads=2), 10, dense_base=False)
+    before = [p.detach().clone() for p in learner.params]
+
+    def loss_of(k: int) -> torch.Tensor:
+        loss = sum(p.sum() for p in learner.params) * 0.0
+        return loss + (float("nan") if k == 3 else 1.0)
+
+    stats = learner.apply(range(4), loss_of, 0)
+    assert stats.skipped == "non-finite loss" and stats.applied == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, learner.params))
+    assert all(p.grad is None for p in learner.params)

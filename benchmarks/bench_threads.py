@@ -1,14 +1,16 @@
-"""Decoding on one thread vs several threads of one process (``rltk.policy.parallel``), on the main job's work:
-the arithmetic eval's 300 items greedy and sampled (8 per item, T = 1), and GRPO rollouts (groups of 8, T = 1), on
-the dense fp32/bf16 copy of a policy (an SFT adapter on the embedded SmolLM2, as the main job samples with).
+"""One thread vs several threads of one process (``rltk.policy.parallel``) on the main job's work: the arithmetic
+eval's items greedy and sampled (8 per item, T = 1) and GRPO rollouts (groups of 8, T = 1), on the dense copy of a
+policy (an SFT adapter on the embedded SmolLM2, as the main job samples with), and the GRPO learner (the main job's
+steps from that adapter, ``grpo.threads``).
 
-    python benchmarks/bench_decode_threads.py runs/demo-s26/sft/adapter --reps 3
-    python benchmarks/bench_decode_threads.py ADAPTER --threads 1,2 --items 300 --sampled-items 60
+    python benchmarks/bench_threads.py runs/demo-s26/sft/adapter --reps 3
+    python benchmarks/bench_threads.py ADAPTER --threads 1,2 --items 300 --sampled-items 64 --learn-steps 3
 
 The settings alternate within each repetition (1 thread, 2 threads, 1, 2, ...), so a drift of the machine's speed
-hits both alike; medians of ``--reps``. Prints seconds, tokens/s, the ratio to one thread, and whether the
-completions agree with one thread's (sampled rows draw from their own generators, so they must be identical
-unless a rounding of the batch's padding flips a token).
+hits both alike; medians of ``--reps`` (the learner: of every step of every repetition). Prints seconds, tokens/s,
+the ratio to one thread, and whether the outputs agree with one thread's (sampled rows draw from their own
+generators, so completions must be identical unless a rounding of the batch's padding flips a token; the learner's
+steps must give the same rewards and losses).
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import tempfile
 import time
 
 import torch
 
 from machine_info import machine_line  # benchmarks/ (the script's folder)
+from main_work import main_job_work
 from evals.generation import GenerationSettings, GenerationStats, generate, render_prompts
 from evals.tasks import get_task
+from rltk.grpo.loop import train
 from rltk.policy import load_policy
 from rltk.policy.sampler import dense_policy
 from rltk.rollouts.worker import PromptRequest, RolloutWorker, SamplingConfig
@@ -43,6 +48,15 @@ def rollout_case(worker: RolloutWorker, requests: list[PromptRequest], threads: 
     return time.perf_counter() - t0, sum(g.num_tokens for g in groups), [t for g in groups for t in g.texts]
 
 
+def learner_case(adapter: str, steps: int, threads: int) -> tuple[float, int, list[str]]:
+    """Median seconds/learn of ``steps`` GRPO steps of the main job from ``adapter``; the tokens the learner ran."""
+    cfg = main_job_work(steps, tempfile.mkdtemp(prefix="bench-threads-"), {"name": "format_answer", "label": "unused",
+                        "weight": 0.0}, grpo={"threads": threads, "lr": 2e-5}, init_adapter=adapter)
+    hist = train(cfg).history
+    outputs = [f"{h['reward_mean']:.6f} {h.get('loss')}" for h in hist]
+    return statistics.median(h["seconds/learn"] for h in hist), sum(h["learn_tokens"] for h in hist) // steps, outputs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("adapter")
@@ -50,6 +64,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=300)
     ap.add_argument("--sampled-items", type=int, default=64)
     ap.add_argument("--rollout-prompts", type=int, default=11)
+    ap.add_argument("--learn-steps", type=int, default=3, help="GRPO steps per learner run (0: no learner case)")
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
     print(machine_line(), f"; torch intra-op threads {torch.get_num_threads()}")
@@ -65,8 +80,10 @@ def main() -> None:
     cases = {"eval greedy": lambda t: eval_case(dense, prompts, 1, t),
              "eval sampled x8": lambda t: eval_case(dense, prompts[:args.sampled_items], 8, t),
              "rollouts x8": lambda t: rollout_case(worker, requests, t)}
+    if args.learn_steps:
+        cases["GRPO learner steps"] = lambda t: learner_case(args.adapter, args.learn_steps, t)
     threads = [int(x) for x in args.threads.split(",")]
-    print(f"| work | threads | s (median of {args.reps}) | tokens/s | vs {threads[0]} thread(s) | same completions |")
+    print(f"| work | threads | s (median of {args.reps}) | tokens/s | vs {threads[0]} thread(s) | same outputs |")
     print("|---|---|---|---|---|---|")
     for name, case in cases.items():
         secs: dict[int, list[float]] = {t: [] for t in threads}
@@ -80,7 +97,7 @@ def main() -> None:
         for t in threads:
             med = statistics.median(secs[t])
             same = sum(a == b for a, b in zip(texts[t], texts[threads[0]])) / len(texts[t])
-            print(f"| {name} ({len(texts[t])} completions) | {t} | {med:.1f} | {toks[t] / med:.0f} | "
+            print(f"| {name} ({len(texts[t])} outputs) | {t} | {med:.1f} | {toks[t] / med:.0f} | "
                   f"{base / med:.2f}x | {same:.1%} |", flush=True)
 
 
