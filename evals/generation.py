@@ -31,7 +31,7 @@ from rltk.core.errors import UserError
 from rltk.core.seeds import row_seed
 from rltk.policy.decode import Decoded, Picker, decode, eos_token_ids, sample_tokens
 from rltk.policy.devices import autocast
-from rltk.policy.parallel import run_threads, thread_count
+from rltk.policy.parallel import even_shares, run_threads, thread_count
 
 
 @dataclass(frozen=True)
@@ -151,9 +151,10 @@ def generate(
 ) -> list[list[Completion]]:
     """``settings.n_samples`` completions for each prompt string, in prompt order.
 
-    Prompts are sorted by token length so each batch pads little; a batch holds ``batch_size // n_samples``
-    prompts (at least one), split among the decode threads (:func:`rltk.policy.parallel.run_threads`): each
-    thread decodes its share as a batch of its own, taking the next share when it is done. What a row draws does
+    Prompts are sorted by token length so each batch pads little. The decode threads
+    (:func:`rltk.policy.parallel.run_threads`) decode at most ``batch_size // n_samples`` prompts together (at least
+    one), each thread its share as a batch of its own, the shares as even as
+    :func:`~rltk.policy.parallel.even_shares` cuts them; a thread takes the next share when done. What a row draws does
     not depend on that (its own generator), greedy rows agree up to the rounding of a batch's padding. Runs under
     the policy's autocast (bf16 on CPU) with the model in eval mode; the model's train/eval mode is restored after.
     """
@@ -165,7 +166,7 @@ def generate(
     eos = eos_token_ids(policy, "generation")
     order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
     threads = thread_count(policy.device, settings.threads)
-    share = -(-min(max(1, settings.batch_size // settings.n_samples), len(order)) // threads)  # prompts per thread at once
+    most = -(-max(1, settings.batch_size // settings.n_samples) // threads)  # prompts a thread decodes at once
     decoded: list[list[Decoded] | None] = [None] * len(prompts)
     tally = _Tally(stats if stats is not None else GenerationStats(), progress)
     model = policy.model
@@ -185,7 +186,7 @@ def generate(
 
     try:
         with autocast(policy.device) if policy.device.type in ("cpu", "cuda") else contextlib.nullcontext():
-            run_threads([job(order[s:s + share]) for s in range(0, len(order), share)], threads)
+            run_threads([job(order[r.start:r.stop]) for r in even_shares(len(order), most, threads)], threads)
     finally:
         if was_training:
             model.train()

@@ -43,6 +43,24 @@ def thread_count(device: torch.device, requested: int = 0) -> int:
     return max(1, min(2, usable_cores(), torch.get_num_threads()))
 
 
+def even_shares(n: int, most: int, threads: int) -> list[range]:
+    """``n`` items cut into shares of at most ``most`` (what one thread runs at once), their count a multiple of
+    ``threads`` and their sizes within one of each other, so no thread is left alone with a last small share while
+    the others wait (300 eval prompts, 128 a thread: four shares of 75, not 128 + 128 + 44).
+
+    >>> [len(r) for r in even_shares(300, 128, 2)], [len(r) for r in even_shares(11, 16, 2)], even_shares(3, 8, 1)
+    ([75, 75, 75, 75], [6, 5], [range(0, 3)])
+    """
+    if n <= 0:
+        return []
+    k = min(n, threads * -(-n // max(1, most * threads)) if threads > 1 else -(-n // max(1, most)))
+    size, extra = divmod(n, k)
+    bounds = [0]
+    for i in range(k):
+        bounds.append(bounds[-1] + size + (1 if i < extra else 0))
+    return [range(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
 def run_threads(jobs: Sequence[Callable[[], T]], threads: int) -> list[T]:
     """Run ``jobs`` on ``threads`` threads (each takes the next job when it is free) and return their results in
     job order. Each thread runs torch ops with ``intra-op threads // threads`` (at least 1) threads of its own.
@@ -89,4 +107,4 @@ def run_threads(jobs: Sequence[Callable[[], T]], threads: int) -> list[T]:
     return results  # type: ignore[return-value]
 
 
-__all__ = ["run_threads", "thread_count", "usable_cores"]
+__all__ = ["even_shares", "run_threads", "thread_count", "usable_cores"]

@@ -47,7 +47,7 @@ from rltk.policy.decode import decode, eos_token_ids, sample_tokens
 from rltk.policy.devices import autocast, compute_dtype
 from rltk.policy.loading import policy_from_config
 from rltk.policy.memory import release_memory
-from rltk.policy.parallel import run_threads, thread_count
+from rltk.policy.parallel import even_shares, run_threads, thread_count
 from rltk.policy.sampler import DenseSampler
 
 
@@ -289,18 +289,18 @@ class RolloutWorker:
                 raise UserError(f"prompt {r.index} is empty after tokenization")
         g = self.sampling.group_size
         threads = thread_count(self.policy.device, self.sampling.threads)
-        share = -(-min(max(1, self.sampling.batch_sequences // g), len(prompts)) // threads)  # prompts per thread at once
+        most = -(-max(1, self.sampling.batch_sequences // g) // threads)  # prompts a thread decodes at once
         if self.dense is not None:  # compute-dtype weights already: no autocast, nothing to merge
             target, ctx = dataclasses.replace(self.policy, model=self.dense.model), contextlib.nullcontext()
         else:
             target, ctx = self.policy, sampling_mode(self.policy)
 
-        def job(start: int) -> Callable[[], list[list[Sampled]]]:
-            gens = row_generators(self.policy.device, seed, [r.index for r in requests[start:start + share]], g)
-            return lambda: sample_completions(target, prompts[start:start + share], self.sampling, gens, self._eos)
+        def job(share: range) -> Callable[[], list[list[Sampled]]]:
+            gens = row_generators(self.policy.device, seed, [requests[i].index for i in share], g)
+            return lambda: sample_completions(target, prompts[share.start:share.stop], self.sampling, gens, self._eos)
 
         with ctx:
-            parts = run_threads([job(s) for s in range(0, len(prompts), share)], threads)
+            parts = run_threads([job(r) for r in even_shares(len(prompts), most, threads)], threads)
         sampled = [group for part in parts for group in part]
         if self.policy.device.type == "cpu":  # the KV caches go back to the OS before the learner runs
             release_memory(collect=False)
