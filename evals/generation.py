@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from rltk.core.errors import UserError
-from rltk.core.seeds import row_seed
+from rltk.core.seeds import row_generators, row_uniforms
 from rltk.policy.decode import Decoded, Picker, decode, eos_token_ids, sample_tokens
 from rltk.policy.devices import autocast
 from rltk.policy.parallel import even_shares, run_threads, thread_count
@@ -84,7 +84,7 @@ class GenerationStats:
 Progress = Callable[[int, int], None]
 
 
-def _sample(logits: torch.Tensor, settings: GenerationSettings, gens: list[torch.Generator]) -> torch.Tensor:
+def _sample(logits: torch.Tensor, settings: GenerationSettings, gens: list[torch.Generator], rows: list[int]) -> torch.Tensor:
     """Next token per row from the fp32 ``logits`` [b, V], each row drawing from its own generator."""
     scaled = logits if settings.temperature == 1.0 else logits / settings.temperature  # T = 1: no pass over [b, V]
     probs = torch.softmax(scaled, dim=-1)  # [b, V]
@@ -93,8 +93,7 @@ def _sample(logits: torch.Tensor, settings: GenerationSettings, gens: list[torch
         drop = sorted_p.cumsum(-1) - sorted_p > settings.top_p  # keep the smallest prefix reaching top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    uniforms = torch.cat([torch.rand(1, generator=gens[r]) for r in range(probs.shape[0])])  # [b]: each row its own draw
-    return sample_tokens(probs, uniforms)  # [b]
+    return sample_tokens(probs, row_uniforms(gens, rows))  # [b]: each row its own draw
 
 
 def _picker(settings: GenerationSettings, items: list[int], device: torch.device) -> Picker:
@@ -102,13 +101,8 @@ def _picker(settings: GenerationSettings, items: list[int], device: torch.device
     ``(seed, items[i], j)``. Records nothing."""
     if settings.greedy:
         return lambda logits, alive: (logits.float().argmax(dim=-1), None)  # [b]
-    gens = []
-    for i in items:
-        for j in range(settings.n_samples):
-            g = torch.Generator(device=device)
-            g.manual_seed(row_seed(settings.seed, i, j))
-            gens.append(g)
-    return lambda logits, alive: (_sample(logits.float(), settings, [gens[r] for r in alive.tolist()]), None)
+    gens = row_generators(settings.seed, items, settings.n_samples, device)
+    return lambda logits, alive: (_sample(logits.float(), settings, gens, alive.tolist()), None)
 
 
 class _Tally:

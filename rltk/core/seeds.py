@@ -10,7 +10,7 @@ True
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +24,23 @@ def step_seed(seed: int, step: int, draw: int = 0) -> int:
 def row_seed(seed: int, item: int, sample: int) -> int:
     """The generator seed of sample ``sample`` of eval item ``item``: independent of batch size and order."""
     return (seed * 1_000_003 + item * 9_176 + sample * 7_919 + 0x5EED) % (2**63 - 1)
+
+
+def row_generators(seed: int, items: Sequence[int], samples: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator per completion, item-major: sample ``j`` of item ``i`` draws from ``row_seed(seed, i, j)``, so
+    what a row draws depends on neither its batch nor the thread that decodes it (evals, rollouts)."""
+    gens = []
+    for i in items:
+        for j in range(samples):
+            g = torch.Generator(device=device)
+            g.manual_seed(row_seed(seed, i, j))
+            gens.append(g)
+    return gens
+
+
+def row_uniforms(gens: Sequence[torch.Generator], rows: Sequence[int]) -> torch.Tensor:
+    """The next uniform in [0, 1) of each row in ``rows``, each from its own generator ``gens[row]``: ``[len(rows)]``."""
+    return torch.cat([torch.rand(1, generator=gens[r]) for r in rows])
 
 
 def capture_rng() -> dict[str, Any]:

@@ -10,6 +10,9 @@ How one batch is sampled (:func:`sample_completions`, through the one decode loo
   ``G`` times, so a group's shared prompt is never encoded ``G`` times;
 * each decoding step runs the model on the live rows only: a row that emits EOS leaves the
   batch and its cache rows are dropped, so a batch costs what its rows need;
+* on a CPU the batch's prompts are decoded as two shares, one per thread of this process
+  (:mod:`rltk.policy.parallel`, ``sampling.threads``), on the one copy of the weights; every completion draws from
+  its own generator (:func:`rltk.core.seeds.row_generators`), so the split changes no completion;
 * logits are processed exactly as they are sampled: ``/ temperature``, top-k, top-p, then
   ``log_softmax``; the stored log-prob of a token is its log-prob under *that* distribution
   (the distribution actually sampled, not the raw logits);
@@ -40,7 +43,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 import torch
 
 from rltk.core.errors import UserError
-from rltk.core.seeds import row_seed
+from rltk.core.seeds import row_generators, row_uniforms
 from rltk.policy.adapters import load_trainable_state
 from rltk.policy.base import ModelConfig, Policy
 from rltk.policy.decode import decode, eos_token_ids, sample_tokens
@@ -160,24 +163,11 @@ def sample_completions(
 
     def pick(logits: torch.Tensor, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logp = process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p)  # [b, V]
-        uniforms = torch.cat([torch.rand(1, generator=generators[r]) for r in alive.tolist()])  # [b]
-        nxt = sample_tokens(logp.exp(), uniforms)  # [b]
+        nxt = sample_tokens(logp.exp(), row_uniforms(generators, alive.tolist()))  # [b]
         return nxt, logp.gather(-1, nxt[:, None]).squeeze(-1)  # [b], [b] log-prob of each sampled token
 
     decoded = decode(policy, prompt_ids, sampling.group_size, sampling.max_new_tokens, eos_ids, pick)
     return [[Sampled(d.ids, d.values, d.truncated) for d in samples] for samples in decoded]
-
-
-def row_generators(device: torch.device, seed: int, indices: Sequence[int], group_size: int) -> list[torch.Generator]:
-    """One generator per completion: sample ``j`` of the prompt with data-stream index ``i`` draws from
-    ``row_seed(seed, i, j)``, whatever batch or thread decodes it."""
-    gens = []
-    for i in indices:
-        for j in range(group_size):
-            g = torch.Generator(device=device)
-            g.manual_seed(row_seed(seed, i, j))
-            gens.append(g)
-    return gens
 
 
 # ----------------------------------------------------------------------------- sampling mode
@@ -296,7 +286,7 @@ class RolloutWorker:
             target, ctx = self.policy, sampling_mode(self.policy)
 
         def job(share: range) -> Callable[[], list[list[Sampled]]]:
-            gens = row_generators(self.policy.device, seed, [requests[i].index for i in share], g)
+            gens = row_generators(seed, [requests[i].index for i in share], g, self.policy.device)
             return lambda: sample_completions(target, prompts[share.start:share.stop], self.sampling, gens, self._eos)
 
         with ctx:
@@ -330,7 +320,6 @@ __all__ = [
     "encode_prompt",
     "eos_token_ids",
     "process_logits",
-    "row_generators",
     "sample_completions",
     "sampling_mode",
 ]

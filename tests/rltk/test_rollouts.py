@@ -12,8 +12,8 @@ from rltk.logprobs import collate, completion_log_probs
 from rltk.policy.adapters import trainable_state
 from rltk.policy.base import LoraSettings
 from rltk.policy.tiny import tiny_policy
-from rltk.rollouts.worker import (PromptRequest, RolloutWorker, SamplingConfig, process_logits, row_generators,
-                                  sample_completions, sampling_mode)
+from rltk.core.seeds import row_generators
+from rltk.rollouts.worker import PromptRequest, RolloutWorker, SamplingConfig, process_logits, sample_completions, sampling_mode
 
 MSGS = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "what is 2 + 2?"}]]
 
@@ -137,7 +137,7 @@ def test_merged_sampling_is_identical_and_restores_the_base_exactly(fp32_samplin
     for merge in (True, False):
         with sampling_mode(pol, merge_lora=merge):
             outs.append(sample_completions(pol, prompts, SamplingConfig(group_size=3, max_new_tokens=8),
-                                           row_generators(pol.device, 5, [0, 1], 3), [pol.tokenizer.eos_token_id]))
+                                           row_generators(5, [0, 1], 3, pol.device), [pol.tokenizer.eos_token_id]))
     merged, plain = outs
     for gm, gp in zip(merged, plain):
         for a, b in zip(gm, gp):
