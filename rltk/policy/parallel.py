@@ -53,7 +53,7 @@ def even_shares(n: int, most: int, threads: int) -> list[range]:
     """
     if n <= 0:
         return []
-    k = min(n, threads * -(-n // max(1, most * threads)) if threads > 1 else -(-n // max(1, most)))
+    k = min(n, threads * -(-n // max(1, most * threads)))  # rounds of `threads` shares
     size, extra = divmod(n, k)
     bounds = [0]
     for i in range(k):
@@ -96,7 +96,7 @@ def run_threads(jobs: Sequence[Callable[[], T]], threads: int) -> list[T]:
                         errors.append(e)
                     return
 
-    pool = [threading.Thread(target=worker, name=f"rltk-decode-{i}", daemon=True)
+    pool = [threading.Thread(target=worker, name=f"rltk-work-{i}", daemon=True)
             for i in range(min(threads, len(jobs)))]
     for t in pool:
         t.start()
