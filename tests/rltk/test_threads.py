@@ -11,6 +11,7 @@ import rltk.policy.memory as memory
 from evals.generation import GenerationSettings, GenerationStats, generate
 from rltk.core.errors import UserError
 from rltk.learner import Learner, LossConfig, TrainBatch
+from test_learner import _policy as _learner_policy  # tests/rltk: the tiny policy with a nonzero adapter
 from rltk.loss import BatchTotals
 from rltk.optim import OptimFields
 from rltk.policy.base import LoraSettings
@@ -119,16 +120,6 @@ def test_the_decode_heap_threshold_goes_back_when_the_last_of_overlapping_decode
     assert calls == [memory.DECODE_MMAP_THRESHOLD]  # the other decode still runs
     second.__exit__(None, None, None)
     assert calls == [memory.DECODE_MMAP_THRESHOLD, memory.TRAIN_MMAP_THRESHOLD, "trim"]
-
-
-def _learner_policy():
-    pol = tiny_policy(lora=LoraSettings(r=4))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # nonzero B so the adapter matters
-        for n, p in pol.model.named_parameters():
-            if "lora_B" in n:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-    return pol
 
 
 def _grpo_batch() -> TrainBatch:
