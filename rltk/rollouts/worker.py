@@ -14,7 +14,7 @@ How one batch is sampled (:func:`sample_completions`, through the one decode loo
   (:mod:`rltk.policy.parallel`, ``sampling.threads``), on the one copy of the weights; every completion draws from
   its own generator (:func:`rltk.core.seeds.row_generators`), so the split changes no completion;
 * logits are processed exactly as they are sampled: ``/ temperature``, top-k, top-p, then
-  ``log_softmax``; the stored log-prob of a token is its log-prob under *that* distribution
+  ``softmax``; the stored log-prob of a token is the log of its probability under *that* distribution
   (the distribution actually sampled, not the raw logits);
 * which weights it samples with (``SamplingConfig.sampler``): ``shared`` runs the learner's own
   model (eval mode, ``rltk.policy.autocast``; LoRA folded into an unquantized base for the
@@ -115,15 +115,12 @@ class RolloutGroup:
 # ----------------------------------------------------------------------------- pure helpers
 
 
-def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """Log-probs ``[b, V]`` of the distribution actually sampled: logits / T, then top-k, then top-p
-    (the smallest set of most likely tokens whose probability reaches ``top_p``); filtered tokens get -inf.
-
-    >>> lp = process_logits(torch.log(torch.tensor([[0.5, 0.3, 0.2]])), 1.0, top_p=0.7)
-    >>> [round(x, 3) for x in lp.exp()[0].tolist()]
-    [0.625, 0.375, 0.0]
-    """
-    logits = logits.float() / temperature  # [b, V]
+def filtered_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """fp32 logits ``[b, V]`` of the distribution actually sampled: logits / T (no pass at T = 1), then top-k, then
+    top-p (the smallest set of most likely tokens whose probability reaches ``top_p``); filtered tokens get -inf."""
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature  # [b, V]
     if top_k and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # [b, 1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -133,7 +130,17 @@ def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top
         drop_sorted = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # mass before this token already reaches top_p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)  # [b, V]
         logits = logits.masked_fill(drop, float("-inf"))
-    return torch.log_softmax(logits, dim=-1)  # [b, V]
+    return logits
+
+
+def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Log-probs ``[b, V]`` of the distribution actually sampled (:func:`filtered_logits`).
+
+    >>> lp = process_logits(torch.log(torch.tensor([[0.5, 0.3, 0.2]])), 1.0, top_p=0.7)
+    >>> [round(x, 3) for x in lp.exp()[0].tolist()]
+    [0.625, 0.375, 0.0]
+    """
+    return torch.log_softmax(filtered_logits(logits, temperature, top_k, top_p), dim=-1)  # [b, V]
 
 
 def encode_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
@@ -162,9 +169,10 @@ def sample_completions(
     prompt ``i`` draws from ``generators[i * G + j]``, so what a row draws does not depend on its batch."""
 
     def pick(logits: torch.Tensor, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logp = process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p)  # [b, V]
-        nxt = sample_tokens(logp.exp(), row_uniforms(generators, alive.tolist()))  # [b]
-        return nxt, logp.gather(-1, nxt[:, None]).squeeze(-1)  # [b], [b] log-prob of each sampled token
+        # one softmax pass, not log-softmax + exp over [b, V]; the log of the one probability each row records
+        probs = torch.softmax(filtered_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p), dim=-1)
+        nxt = sample_tokens(probs, row_uniforms(generators, alive.tolist()))  # [b]
+        return nxt, probs.gather(-1, nxt[:, None]).squeeze(-1).log()  # [b], [b] log-prob of each sampled token
 
     decoded = decode(policy, prompt_ids, sampling.group_size, sampling.max_new_tokens, eos_ids, pick)
     return [[Sampled(d.ids, d.values, d.truncated) for d in samples] for samples in decoded]
@@ -319,6 +327,7 @@ __all__ = [
     "can_merge_lora",
     "encode_prompt",
     "eos_token_ids",
+    "filtered_logits",
     "process_logits",
     "sample_completions",
     "sampling_mode",
