@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from plain_generate import PROMPTS, greedy_tokens  # noqa: F401  (re-exported for the tests)
 
+from adapter_helpers import random_lora_b  # tests/rltk
 from rltk.policy import LoraSettings, load_policy, save_adapter
 
 # SmolLM2's chat template (ChatML, with a default system prompt when the messages bring none)
@@ -61,11 +62,7 @@ def bpe_llama(folder: Path, seed: int = 0) -> Path:
 def perturbed_adapter(spec: str, folder: Path, scale: float = 0.2, seed: int = 1, prompt: dict | None = None) -> Path:
     """A LoRA adapter on ``spec`` whose B matrices are random (a fresh adapter is the identity), saved by rltk."""
     pol = load_policy(spec, quant="none", lora=LoraSettings(r=4, alpha=8))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in pol.model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * scale)
+    random_lora_b(pol.model, scale, seed)
     return save_adapter(pol, folder, prompt)
 
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from adapter_helpers import random_lora_b  # tests/rltk
 from rltk.rollouts import make_backend
 from rltk.rollouts.ray_rollouts import RayRollouts
 from rltk.rollouts.ray_shares import check_groups, shard_seed, split_contiguous, state_nbytes
@@ -54,11 +55,7 @@ def one_thread():
 def perturbed_learner(scale: float, seed: int) -> tuple:
     """The learner's tiny policy with LoRA B moved off zero, so the adapter changes what is sampled."""
     pol = tiny_policy(lora=TINY.lora)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in pol.model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * scale)
+    random_lora_b(pol.model, scale, seed)
     return pol, trainable_state(pol.model)
 
 

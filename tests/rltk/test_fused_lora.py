@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from adapter_helpers import random_lora_b  # tests/rltk
 from rltk.policy.base import LoraSettings
 from rltk.policy.fused import fuse_lora_forward
 from rltk.policy.memory import dense_frozen_base
@@ -16,11 +17,7 @@ IDS = torch.tensor([[5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16]])
 
 def _policy(quant: str = "none", dtype: torch.dtype = torch.float32):
     pol = tiny_policy(quant=quant, lora=LoraSettings(r=4, dropout=0.0))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # nonzero B so the adapter matters
-        for n, p in pol.model.named_parameters():
-            if "lora_B" in n:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    random_lora_b(pol.model, 0.1)  # so the adapter matters
     dense_frozen_base(pol.model, dtype)
     return pol
 

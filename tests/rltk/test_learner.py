@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 
+from adapter_helpers import random_lora_b  # tests/rltk
 from rltk.learner import Learner, LossConfig, TrainBatch, lr_at
 from rltk.optim import OptimFields
 from rltk.logprobs import _TokenLogProb, collate, completion_log_probs, is_checkpointing
@@ -24,11 +25,7 @@ COMPLETIONS = [[20, 21, 22], [23], [24, 25], [26, 27, 28, 29]]
 
 def _policy(seed=0):
     pol = tiny_policy(lora=LoraSettings(r=4))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # nonzero B so the adapter matters
-        for n, p in pol.model.named_parameters():
-            if "lora_B" in n:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    random_lora_b(pol.model, 0.1, seed)  # so the adapter matters
     return pol
 
 

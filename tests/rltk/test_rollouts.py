@@ -7,6 +7,7 @@ import contextlib
 import pytest
 import torch
 
+from adapter_helpers import random_lora_b  # tests/rltk
 import rltk.rollouts.worker as rollouts
 from rltk.logprobs import collate, completion_log_probs
 from rltk.policy.adapters import trainable_state
@@ -26,14 +27,6 @@ def _requests():
 def fp32_sampling(monkeypatch):
     """Sample without bf16 autocast so log-probs can be compared at fp32 precision."""
     monkeypatch.setattr(rollouts, "autocast", lambda device: contextlib.nullcontext())
-
-
-def _perturb_lora(policy, scale=0.3, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for n, p in policy.model.named_parameters():
-            if "lora_B" in n:
-                p.add_(torch.randn(p.shape, generator=gen) * scale)
 
 
 def test_groups_have_the_contract_shape():
@@ -87,7 +80,7 @@ def test_stored_logprobs_match_the_learner(fp32_sampling, temperature, sampler, 
     same tokens at the same temperature: the importance ratio of stale rollouts starts at 1
     (to fp32 rounding when sharing the model, to bf16 rounding from the dense bf16 copy)."""
     pol = tiny_policy(lora=LoraSettings(r=4))
-    _perturb_lora(pol)
+    random_lora_b(pol.model, 0.3)
     worker = RolloutWorker(None, SamplingConfig(group_size=3, max_new_tokens=10, temperature=temperature, sampler=sampler),
                            policy=pol)
     groups = worker.generate(_requests(), seed=3)
@@ -130,7 +123,7 @@ def test_sampled_tokens_stay_in_the_top_k(fp32_sampling):
 
 def test_merged_sampling_is_identical_and_restores_the_base_exactly(fp32_sampling):
     pol = tiny_policy(lora=LoraSettings(r=4))
-    _perturb_lora(pol)
+    random_lora_b(pol.model, 0.3)
     before = {k: v.clone() for k, v in pol.model.state_dict().items()}
     prompts = [[1, 40, 50, 60], [1, 41, 51]]
     outs = []
@@ -163,7 +156,7 @@ def test_dense_copy_follows_the_adapter():
 
     fresh = gap()
     assert fresh < 0.02  # bf16 rounding only
-    _perturb_lora(pol, scale=1.0)
+    random_lora_b(pol.model, 1.0)
     stale = gap()
     assert stale > 10 * fresh  # the copy is stale until the learner's new version arrives
     worker.set_version(1)
@@ -172,7 +165,7 @@ def test_dense_copy_follows_the_adapter():
 
 def test_sampling_mode_restores_weights_after_an_error():
     pol = tiny_policy(lora=LoraSettings(r=4))
-    _perturb_lora(pol)
+    random_lora_b(pol.model, 0.3)
     before = {k: v.clone() for k, v in pol.model.state_dict().items()}
     with pytest.raises(RuntimeError, match="boom"):
         with sampling_mode(pol, merge_lora=True):
@@ -182,7 +175,7 @@ def test_sampling_mode_restores_weights_after_an_error():
 
 def test_load_adapter_state_sets_version_and_weights():
     learner_pol = tiny_policy(lora=LoraSettings(r=4))
-    _perturb_lora(learner_pol, seed=2)
+    random_lora_b(learner_pol.model, 0.3, seed=2)
     worker = RolloutWorker(None, SamplingConfig(group_size=2, max_new_tokens=4), policy=tiny_policy(lora=LoraSettings(r=4)))
     worker.load_adapter_state(trainable_state(learner_pol.model), version=5)
     assert worker.policy_version() == 5

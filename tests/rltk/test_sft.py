@@ -8,6 +8,7 @@ import random
 import pytest
 import torch
 
+from adapter_helpers import random_lora_b  # tests/rltk
 from rltk.core.config import from_dict
 from rltk.data import DataConfig, load_dataset
 from rltk.core.errors import UserError
@@ -116,11 +117,7 @@ def test_prefix_shared_sft_loss_equals_padded_rows_in_value_and_gradient(prompts
 
     monkeypatch.setattr(Policy, "autocast", lambda self: contextlib.nullcontext())  # fp32: compare to rounding
     pol = tiny_policy(lora=LoraSettings(r=4))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # nonzero B so the adapter matters
-        for n, p in pol.model.named_parameters():
-            if "lora_B" in n:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    random_lora_b(pol.model, 0.1)  # so the adapter matters
     eos = pol.tokenizer.eos_token_id
     completions = [[50, 51, eos], [52, eos], [53, 54, 55, 56, eos]]
     total = sum(map(len, completions))
