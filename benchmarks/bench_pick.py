@@ -1,5 +1,5 @@
 """The rollouts' per-step token pick over SmolLM2's 49,152-token vocabulary: log-softmax then exp (the pick before
-commit 93b0c82) against one softmax pass (``rltk.rollouts.worker.sample_completions`` now), each followed by the
+commit 93b0c82) against one softmax pass (``rltk.rollouts.worker.pick_tokens``, what rollouts run now), each with the
 inverse-CDF draw and the chosen token's log-prob; on one and two intra-op threads, at the row counts of a decode
 step. Prints ms per step (medians), the ratio, and whether both pick the same tokens and how far apart their
 log-probs are.
@@ -18,21 +18,18 @@ import torch
 
 from machine_info import machine_line  # benchmarks/ (the script's folder)
 from rltk.policy.decode import sample_tokens
-from rltk.rollouts.worker import filtered_logits, process_logits
+from rltk.rollouts.worker import SamplingConfig, pick_tokens, process_logits
 
 VOCAB = 49152
+
+
+SAMPLING = SamplingConfig(temperature=1.0)  # the main job's: T = 1, no top-k / top-p
 
 
 def log_softmax_pick(logits: torch.Tensor, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     logp = process_logits(logits, 1.0)
     nxt = sample_tokens(logp.exp(), uniforms)
     return nxt, logp.gather(-1, nxt[:, None]).squeeze(-1)
-
-
-def softmax_pick(logits: torch.Tensor, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    probs = torch.softmax(filtered_logits(logits, 1.0), dim=-1)
-    nxt = sample_tokens(probs, uniforms)
-    return nxt, probs.gather(-1, nxt[:, None]).squeeze(-1).log()
 
 
 def median_ms(fn, reps: int) -> float:
@@ -62,8 +59,8 @@ def main() -> None:
             for rows in (int(r) for r in args.rows.split(",")):
                 logits, u = torch.randn(rows, VOCAB, generator=g) * 3, torch.rand(rows, generator=g)
                 old = median_ms(lambda: log_softmax_pick(logits, u), args.reps)
-                new = median_ms(lambda: softmax_pick(logits, u), args.reps)
-                (t_old, lp_old), (t_new, lp_new) = log_softmax_pick(logits, u), softmax_pick(logits, u)
+                new = median_ms(lambda: pick_tokens(logits, u, SAMPLING), args.reps)
+                (t_old, lp_old), (t_new, lp_new) = log_softmax_pick(logits, u), pick_tokens(logits, u, SAMPLING)
                 print(f"| {threads} | {rows} | {old:.2f} | {new:.2f} | {old / new:.1f}x | "
                       f"{bool(torch.equal(t_old, t_new))} | {float((lp_old - lp_new).abs().max()):.1e} |", flush=True)
     torch.set_num_threads(before)

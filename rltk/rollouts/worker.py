@@ -143,6 +143,15 @@ def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top
     return torch.log_softmax(filtered_logits(logits, temperature, top_k, top_p), dim=-1)  # [b, V]
 
 
+def pick_tokens(logits: torch.Tensor, uniforms: torch.Tensor, sampling: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decode step's tokens ``[b]`` drawn from ``logits`` ``[b, V]`` as ``sampling`` filters them (one uniform
+    per row), and each token's log-prob under that distribution ``[b]``: one softmax pass over the vocabulary (not
+    log-softmax + exp), the log of the one probability each row records."""
+    probs = torch.softmax(filtered_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p), dim=-1)
+    nxt = sample_tokens(probs, uniforms)  # [b]
+    return nxt, probs.gather(-1, nxt[:, None]).squeeze(-1).log()
+
+
 def encode_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     """Chat messages → token ids with the tokenizer's chat template and the generation prompt."""
     if not getattr(tokenizer, "chat_template", None):
@@ -169,10 +178,7 @@ def sample_completions(
     prompt ``i`` draws from ``generators[i * G + j]``, so what a row draws does not depend on its batch."""
 
     def pick(logits: torch.Tensor, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # one softmax pass, not log-softmax + exp over [b, V]; the log of the one probability each row records
-        probs = torch.softmax(filtered_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p), dim=-1)
-        nxt = sample_tokens(probs, row_uniforms(generators, alive.tolist()))  # [b]
-        return nxt, probs.gather(-1, nxt[:, None]).squeeze(-1).log()  # [b], [b] log-prob of each sampled token
+        return pick_tokens(logits, row_uniforms(generators, alive.tolist()), sampling)
 
     decoded = decode(policy, prompt_ids, sampling.group_size, sampling.max_new_tokens, eos_ids, pick)
     return [[Sampled(d.ids, d.values, d.truncated) for d in samples] for samples in decoded]
@@ -328,6 +334,7 @@ __all__ = [
     "encode_prompt",
     "eos_token_ids",
     "filtered_logits",
+    "pick_tokens",
     "process_logits",
     "sample_completions",
     "sampling_mode",
